@@ -1,0 +1,57 @@
+# The two commands of the quick start are `make demo` and `make test`; every other target
+# is a building block. Everything runs from the project's own virtual environment, made
+# on first use, so a fresh clone needs nothing installed by hand.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: help venv lint typecheck unit integration test demo stack-up stack-down bench clean
+
+help:
+	@echo "make demo        emulator + local Kafka + schema registry + connector, then decoded events"
+	@echo "make test        lint, type check, unit and integration tests (starts what they need)"
+	@echo "make stack-up    start the local Kafka broker and schema registry (.stack/env)"
+	@echo "make stack-down  stop them"
+	@echo "make bench       run the benchmarks under bench/ (prints tables)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/pytest tests/unit
+
+integration: venv
+	$(BIN)/pytest tests/integration
+
+test: lint typecheck
+	$(BIN)/pytest tests
+
+stack-up: venv
+	$(BIN)/python -m dev.stack up
+
+stack-down: venv
+	$(BIN)/python -m dev.stack down
+
+demo: venv
+	$(BIN)/python -m dev.demo
+
+bench: venv
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .stack .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -1,0 +1,371 @@
+"""The connector's configuration: one pydantic-settings model, and the dicts derived from it.
+
+Sources, highest priority first: explicit overrides (command-line flags), environment
+variables, a ``.env`` file, secret files (a directory with one file per setting, named
+after its environment variable, as Kubernetes mounts a Secret), an optional YAML file
+(``--config``), then the defaults below. Every setting's name is its environment
+variable (case-insensitive); README.md lists them all.
+
+librdkafka properties that have no setting of their own pass through by one rule:
+``LIBRDKAFKA_<NAME>`` becomes property ``<name>`` lowercased with ``_`` read as ``.``
+and ``__`` as ``_`` (``LIBRDKAFKA_LINGER_MS=20`` → ``linger.ms=20``), or a ``librdkafka:``
+mapping in the YAML file with the property names as keys.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic.fields import FieldInfo
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from connector.errors import ConfigError
+
+#: the statuses ``/sessions/scores`` accepts as a filter, spelled as the API spells them
+SESSION_STATUSES = ("Incomplete", "Completed", "Discarded", "Pending Scoring")
+MAX_FILTER_IDS = 1000
+LIBRDKAFKA_PREFIX = "LIBRDKAFKA_"
+DEFAULT_SECRETS_DIR = Path("/etc/learnosity-connector/secrets")
+
+
+class Delivery(StrEnum):
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class StartFrom:
+    """Where a connector with no stored cursor starts reading."""
+
+    kind: str  # "earliest", "latest" or "time"
+    at: datetime | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> StartFrom:
+        """Accepts ``earliest``, ``latest``, Unix seconds, or an ISO 8601 date or time."""
+        value = text.strip()
+        lowered = value.lower()
+        if lowered in ("earliest", "latest"):
+            return cls(lowered)
+        if re.fullmatch(r"\d{1,12}(\.\d+)?", value):
+            return cls("time", datetime.fromtimestamp(float(value), tz=UTC))
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{text!r} is not 'earliest', 'latest', Unix seconds or an ISO 8601 time"
+            ) from None
+        if parsed.tzinfo is None:  # a bare time is read as UTC, like the Data API does
+            parsed = parsed.replace(tzinfo=UTC)
+        return cls("time", parsed.astimezone(UTC))
+
+    def __str__(self) -> str:
+        return self.at.isoformat() if self.at else self.kind
+
+
+def _split_list(value: Any) -> Any:
+    """Comma-separated strings (env vars) and YAML lists both become lists of strings."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting of the connector. Field names are the env var names, lowercased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- Learnosity Data API ---------------------------------------------------------
+    learnosity_consumer_key: str = Field(min_length=1)
+    learnosity_consumer_secret: SecretStr
+    learnosity_domain: str = "localhost"
+    learnosity_base_url: str = "https://data.learnosity.com"
+    learnosity_api_version: str = "v2025.2.LTS"
+    learnosity_start_from: StartFrom = Field(default=StartFrom("earliest"))
+    learnosity_poll_interval_seconds: float = Field(default=2.0, ge=0)
+    learnosity_max_requests_per_second: float = Field(default=50.0, gt=0)
+    learnosity_activity_ids: CommaList = Field(default_factory=list)
+    learnosity_user_ids: CommaList = Field(default_factory=list)
+    learnosity_statuses: CommaList = Field(default_factory=list)
+    learnosity_include_response_scores: bool = False
+    learnosity_page_limit: int = Field(default=50, ge=1, le=50)
+    learnosity_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    learnosity_read_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    # --- Kafka -----------------------------------------------------------------------
+    kafka_bootstrap_servers: str = ""
+    kafka_topic: str = "learnosity.sessions.scores"
+    kafka_dlq_topic: str = ""  # empty: "<KAFKA_TOPIC>.dlq"
+    connector_name: str = Field(default="learnosity-scores", pattern=r"^[A-Za-z0-9._-]+$")
+    kafka_delivery: Delivery = Delivery.EXACTLY_ONCE
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_location: str = ""
+    kafka_topic_partitions: int = Field(default=6, ge=1)
+    kafka_topic_replication_factor: int = Field(default=-1, ge=-1)  # -1: the broker's default
+    kafka_commit_interval_ms: int = Field(default=500, ge=10)
+    schema_registry_url: str = ""
+    schema_registry_username: str = ""
+    schema_registry_password: SecretStr = SecretStr("")
+    #: librdkafka pass-through properties (see the module docstring for the naming rule)
+    librdkafka: dict[str, str] = Field(default_factory=dict)
+
+    # --- Service ---------------------------------------------------------------------
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+
+    # --- validation ------------------------------------------------------------------
+    @field_validator("learnosity_start_from", mode="before")
+    @classmethod
+    def _parse_start_from(cls, value: Any) -> Any:
+        if isinstance(value, StartFrom):
+            return value
+        if isinstance(value, int | float):
+            value = str(value)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        if not isinstance(value, str):
+            raise ValueError("must be 'earliest', 'latest', Unix seconds or ISO 8601")
+        return StartFrom.parse(value)
+
+    @field_validator(
+        "learnosity_activity_ids", "learnosity_user_ids", "learnosity_statuses", mode="before"
+    )
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("learnosity_activity_ids", "learnosity_user_ids")
+    @classmethod
+    def _at_most_1000(cls, value: list[str]) -> list[str]:
+        if len(value) > MAX_FILTER_IDS:
+            raise ValueError(
+                f"has {len(value)} ids; the Data API accepts at most {MAX_FILTER_IDS}"
+            )
+        return value
+
+    @field_validator("learnosity_statuses")
+    @classmethod
+    def _known_statuses(cls, value: list[str]) -> list[str]:
+        by_lower = {s.lower(): s for s in SESSION_STATUSES}
+        unknown = [v for v in value if v.lower() not in by_lower]
+        if unknown:
+            raise ValueError(
+                f"unknown status {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(SESSION_STATUSES)}"
+            )
+        return [by_lower[v.lower()] for v in value]
+
+    @field_validator("learnosity_base_url", "schema_registry_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("librdkafka", mode="before")
+    @classmethod
+    def _stringify_properties(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): str(v).lower() if isinstance(v, bool) else str(v)
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> Settings:
+        if not self.kafka_dlq_topic:
+            self.kafka_dlq_topic = f"{self.kafka_topic}.dlq"
+        return self
+
+    # --- derived values ----------------------------------------------------------------
+    @property
+    def state_topic(self) -> str:
+        return f"{self.connector_name}.state"
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.connector_name}.producer"
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"{self.learnosity_base_url}/{self.learnosity_api_version}/sessions/scores"
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka properties every client of ours shares: brokers, security, overrides."""
+        config: dict[str, str] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password.get_secret_value():
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            config["ssl.ca.location"] = self.kafka_ssl_ca_location
+        config.update(self.librdkafka)
+        return config
+
+    def kafka_problems(self) -> list[str]:
+        """What is missing for commands that talk to Kafka (``fetch`` does not)."""
+        problems = []
+        if not self.kafka_bootstrap_servers.strip():
+            problems.append("KAFKA_BOOTSTRAP_SERVERS: required (host:port of your brokers)")
+        if "SASL" in self.kafka_security_protocol.upper() and not self.kafka_sasl_mechanism:
+            problems.append(
+                "KAFKA_SASL_MECHANISM: required when KAFKA_SECURITY_PROTOCOL uses SASL"
+            )
+        return problems
+
+    # --- sources -----------------------------------------------------------------------
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_settings = _YamlValuesSource(settings_cls)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, yaml_settings
+
+
+#: the YAML file's values while load_settings builds a Settings (a source cannot take args)
+_yaml_values: ContextVar[dict[str, Any]] = ContextVar("_yaml_values", default={})  # noqa: B039
+
+
+class _YamlValuesSource(PydanticBaseSettingsSource):
+    """The lowest-priority source: the ``--config`` YAML file, keys matched case-blind."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_values.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = _yaml_values.get()
+        return {name: values[name] for name in self.settings_cls.model_fields if name in values}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"--config {path}: cannot be read ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"--config {path}: not valid YAML ({exc})"]) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError([f"--config {path}: must be a mapping of setting names to values"])
+    return {str(k).lower(): v for k, v in loaded.items()}
+
+
+def librdkafka_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``LIBRDKAFKA_LINGER_MS=20`` → ``{"linger.ms": "20"}`` (``__`` stands for ``_``)."""
+    props = {}
+    for name, value in environ.items():
+        if name.upper().startswith(LIBRDKAFKA_PREFIX) and len(name) > len(LIBRDKAFKA_PREFIX):
+            raw = name[len(LIBRDKAFKA_PREFIX) :].lower()
+            props[raw.replace("__", "\0").replace("_", ".").replace("\0", "_")] = value
+    return props
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return str(loc[0]).upper() if loc else "configuration"
+
+
+def format_validation_error(error: ValidationError) -> list[str]:
+    """One plain line per problem, named by the env var, never echoing a secret's value."""
+    lines = []
+    for problem in error.errors():
+        name = _env_name(problem["loc"])
+        if problem["type"] == "missing":
+            lines.append(f"{name}: required but not set")
+            continue
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{name}: {message}")
+    return lines
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    secrets_dir: str | Path | None = None,
+    need_kafka: bool = False,
+) -> Settings:
+    """Build and validate the settings, or raise ConfigError listing every problem.
+
+    Priority: ``overrides`` > environment > ``.env`` > secret files > YAML > defaults.
+    """
+    environ = os.environ
+    yaml_values = _read_yaml(Path(config_file)) if config_file else {}
+    yaml_librdkafka = yaml_values.pop("librdkafka", None) or {}
+    if not isinstance(yaml_librdkafka, dict):
+        raise ConfigError([f"--config {config_file}: 'librdkafka' must be a mapping"])
+    init: dict[str, Any] = {"librdkafka": {**yaml_librdkafka, **librdkafka_from_env(environ)}}
+    init.update({k.lower(): v for k, v in (overrides or {}).items() if v is not None})
+
+    directory = Path(secrets_dir) if secrets_dir else None
+    if directory is None and environ.get("CONNECTOR_SECRETS_DIR"):
+        directory = Path(environ["CONNECTOR_SECRETS_DIR"])
+    if directory is None and DEFAULT_SECRETS_DIR.is_dir():
+        directory = DEFAULT_SECRETS_DIR
+    if directory is not None and not directory.is_dir():
+        raise ConfigError([f"secrets directory {directory}: does not exist"])
+
+    token = _yaml_values.set(yaml_values)
+    try:
+        settings = Settings(_secrets_dir=directory, **init)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    finally:
+        _yaml_values.reset(token)
+    if need_kafka and (problems := settings.kafka_problems()):
+        raise ConfigError(problems)
+    return settings
