@@ -15,7 +15,9 @@ RawRecord = dict[str, Any]
 class Page:
     """One successful response of ``/sessions/scores``."""
 
-    records: tuple[RawRecord, ...]
+    #: the ``data`` items in order; normally objects, but anything the service sent is
+    #: kept so that record validation can send it to the dead-letter topic
+    records: tuple[Any, ...]
     #: the ``meta.next`` token; None when the service sent none (it omits it on empty pages)
     next_token: str | None
     #: ``meta.timestamp``: the server's clock when it answered (Unix seconds), if sent
