@@ -84,3 +84,7 @@ class SourceFatalError(FatalError):
 
 class KafkaFatalError(FatalError):
     """Kafka refused us for good: fenced by another instance, unauthorized, or broken."""
+
+
+class ShutdownRequested(ConnectorError):
+    """A wait was cut short because the connector is shutting down."""

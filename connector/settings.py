@@ -25,14 +25,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic.fields import FieldInfo
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from connector.errors import ConfigError
 
@@ -112,7 +113,7 @@ class Settings(BaseSettings):
     learnosity_domain: str = "localhost"
     learnosity_base_url: str = "https://data.learnosity.com"
     learnosity_api_version: str = "v2025.2.LTS"
-    learnosity_start_from: StartFrom = Field(default=StartFrom("earliest"))
+    learnosity_start_from: Annotated[StartFrom, NoDecode] = Field(default=StartFrom("earliest"))
     learnosity_poll_interval_seconds: float = Field(default=2.0, ge=0)
     learnosity_max_requests_per_second: float = Field(default=50.0, gt=0)
     learnosity_activity_ids: CommaList = Field(default_factory=list)
@@ -174,9 +175,7 @@ class Settings(BaseSettings):
     @classmethod
     def _at_most_1000(cls, value: list[str]) -> list[str]:
         if len(value) > MAX_FILTER_IDS:
-            raise ValueError(
-                f"has {len(value)} ids; the Data API accepts at most {MAX_FILTER_IDS}"
-            )
+            raise ValueError(f"has {len(value)} ids; the Data API accepts at most {MAX_FILTER_IDS}")
         return value
 
     @field_validator("learnosity_statuses")
@@ -211,8 +210,9 @@ class Settings(BaseSettings):
     @classmethod
     def _stringify_properties(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {str(k): str(v).lower() if isinstance(v, bool) else str(v)
-                    for k, v in value.items()}
+            return {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
+            }
         return value
 
     @model_validator(mode="after")
@@ -257,9 +257,7 @@ class Settings(BaseSettings):
         if not self.kafka_bootstrap_servers.strip():
             problems.append("KAFKA_BOOTSTRAP_SERVERS: required (host:port of your brokers)")
         if "SASL" in self.kafka_security_protocol.upper() and not self.kafka_sasl_mechanism:
-            problems.append(
-                "KAFKA_SASL_MECHANISM: required when KAFKA_SECURITY_PROTOCOL uses SASL"
-            )
+            problems.append("KAFKA_SASL_MECHANISM: required when KAFKA_SECURITY_PROTOCOL uses SASL")
         return problems
 
     # --- sources -----------------------------------------------------------------------
@@ -364,6 +362,10 @@ def load_settings(
         settings = Settings(_secrets_dir=directory, **init)  # type: ignore[call-arg]
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+    except SettingsError as exc:  # a value a source could not even decode (e.g. bad JSON)
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field.group(1).upper() if field else "configuration"
+        raise ConfigError([f"{name}: cannot be parsed"]) from None
     finally:
         _yaml_values.reset(token)
     if need_kafka and (problems := settings.kafka_problems()):

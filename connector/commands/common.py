@@ -1,0 +1,29 @@
+"""What every command that reads settings does first: load them, set up logging."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from connector.observability.logs import configure_logging, register_secret
+from connector.settings import Settings, load_settings
+
+
+def load_for_command(
+    args: argparse.Namespace, *, need_kafka: bool, overrides: dict[str, Any] | None = None
+) -> Settings:
+    """Validate the settings (raises ConfigError listing every problem), then log with them."""
+    settings = load_settings(
+        getattr(args, "config", None),
+        overrides,
+        secrets_dir=getattr(args, "secrets_dir", None),
+        need_kafka=need_kafka,
+    )
+    for secret in (
+        settings.learnosity_consumer_secret,
+        settings.kafka_sasl_password,
+        settings.schema_registry_password,
+    ):
+        register_secret(secret.get_secret_value())
+    configure_logging(settings.log_level, settings.log_format.value)
+    return settings

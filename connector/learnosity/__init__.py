@@ -1,0 +1,1 @@
+"""Learnosity Data API: request signing, transport, outcome classification, paging."""
