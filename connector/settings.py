@@ -171,6 +171,13 @@ class Settings(BaseSettings):
     def _split(cls, value: Any) -> Any:
         return _split_list(value)
 
+    @field_validator("learnosity_consumer_secret")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
     @field_validator("learnosity_activity_ids", "learnosity_user_ids")
     @classmethod
     def _at_most_1000(cls, value: list[str]) -> list[str]:

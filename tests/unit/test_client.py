@@ -1,0 +1,216 @@
+"""The Data API client against httpx's MockTransport: every outcome class, and no secret leaks."""
+
+import json
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from connector.errors import (
+    RateLimitedError,
+    ShutdownRequested,
+    SourceFatalError,
+    TransientError,
+)
+from connector.learnosity.budget import RequestBudget
+from connector.learnosity.client import Credentials, DataApiClient
+from connector.learnosity.transport import HttpTransport
+
+URL = "http://emulator.test/v2025.2.LTS/sessions/scores"
+SECRET = "very-secret-value-1234"
+
+
+class RecordingStop(threading.Event):
+    """A stop event whose waits return at once and are remembered."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+        self._stop_after = stop_after
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return self._stop_after is not None and len(self.waits) >= self._stop_after
+
+
+class Observer:
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+        self.retries: list[str] = []
+
+    def request_finished(self, outcome: str, seconds: float) -> None:
+        self.outcomes.append(outcome)
+
+    def retrying(self, reason: str, delay_seconds: float) -> None:
+        self.retries.append(reason)
+
+    def budget_waited(self, seconds: float) -> None:
+        pass
+
+
+def ok(records: list[dict], token: str = "t1") -> httpx.Response:
+    return httpx.Response(200, json={"meta": {"status": True, "next": token}, "data": records})
+
+
+def error(http: int, code: int, message: str = "m", headers: dict | None = None) -> httpx.Response:
+    meta = {"status": False, "code": code, "message": message}
+    return httpx.Response(http, json={"meta": meta, "data": None}, headers=headers)
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+    queue: Iterator[httpx.Response | Exception] = iter(responses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        item = next(queue)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    return handler, seen
+
+
+def make_client(
+    handler: Handler, stop: threading.Event | None = None, observer: Observer | None = None
+) -> DataApiClient:
+    return DataApiClient(
+        URL,
+        Credentials("consumer", SecretStr(SECRET), "localhost"),
+        transport=HttpTransport(transport=httpx.MockTransport(handler)),
+        budget=RequestBudget(1e9),
+        stop=stop or RecordingStop(),
+        observer=observer,
+        rng=random.Random(1),
+    )
+
+
+def form_of(request: httpx.Request) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+
+
+def test_a_page_is_fetched_with_a_signed_form_and_sdk_headers() -> None:
+    handler, seen = scripted(ok([{"session_id": "a"}]))
+    page = make_client(handler).fetch({"sort": "asc", "limit": 50})
+    assert page.records == ({"session_id": "a"},)
+    form = form_of(seen[0])
+    assert set(form) == {"security", "request", "action"}
+    assert json.loads(form["request"])["sort"] == "asc"
+    assert json.loads(form["security"])["signature"].startswith("$02$")
+    assert seen[0].headers["X-Learnosity-Action"] == "get_/sessions/scores"
+    assert seen[0].headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+def test_transient_failures_are_retried_with_growing_capped_backoff() -> None:
+    stop = RecordingStop()
+    observer = Observer()
+    handler, seen = scripted(
+        httpx.Response(503),
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.Response(200, content=b'{"meta": {"status": tr'),
+        httpx.RemoteProtocolError("peer closed connection without sending complete body"),
+        ok([]),
+    )
+    page = make_client(handler, stop, observer).fetch({"limit": 50})
+    assert page.is_empty
+    assert len(seen) == 6
+    assert len(stop.waits) == 5
+    assert all(0 <= w <= 30 for w in stop.waits)
+    assert observer.retries == ["http_5xx", "connection", "timeout", "invalid_json", "connection"]
+    assert observer.outcomes == ["transient"] * 5 + ["ok"]
+
+
+def test_fetch_gives_up_after_max_attempts() -> None:
+    handler, seen = scripted(*[httpx.Response(500)] * 3)
+    with pytest.raises(TransientError):
+        make_client(handler).fetch({}, max_attempts=3)
+    assert len(seen) == 3
+
+
+def test_rate_limit_waits_for_retry_after_or_the_window() -> None:
+    stop = RecordingStop()
+    handler, _ = scripted(
+        error(429, 42000, headers={"Retry-After": "2"}),
+        error(200, 42000),
+        ok([{"session_id": "a"}]),
+    )
+    make_client(handler, stop).fetch({})
+    assert 2.0 <= stop.waits[0] <= 3.0  # Retry-After plus jitter
+    assert 5.0 <= stop.waits[1] <= 6.0  # no hint: the 5-second window plus jitter
+
+
+def test_rate_limits_are_retried_even_past_max_attempts() -> None:
+    handler, seen = scripted(*[error(429, 42000)] * 5, ok([]))
+    make_client(handler).fetch({}, max_attempts=1)
+    assert len(seen) == 6
+
+
+def test_too_large_halves_the_limit_and_keeps_it(caplog: pytest.LogCaptureFixture) -> None:
+    handler, seen = scripted(error(200, 20027), error(200, 20027), ok([{"a": 1}]), ok([]))
+    client = make_client(handler)
+    with caplog.at_level(logging.WARNING):
+        page = client.fetch({"limit": 50})
+    limits = [json.loads(form_of(r)["request"])["limit"] for r in seen]
+    assert limits == [50, 25, 12]
+    assert page.limit == 12
+    assert "smaller limit" in caplog.text
+    client.fetch({"limit": 50})
+    assert json.loads(form_of(seen[-1])["request"])["limit"] == 12
+
+
+@pytest.mark.parametrize(
+    ("response", "cause"),
+    [
+        (error(403, 41002), "LEARNOSITY_CONSUMER_KEY"),
+        (error(403, 41003), "LEARNOSITY_CONSUMER_SECRET"),
+        (error(403, 41004), "clock"),
+        (error(403, 41005), "LEARNOSITY_DOMAIN"),
+        (error(400, 43000), "LEARNOSITY_API_VERSION"),
+        (error(400, 20000), "parameter"),
+    ],
+)
+def test_fatal_errors_are_not_retried(response: httpx.Response, cause: str) -> None:
+    stop = RecordingStop()
+    handler, seen = scripted(response)
+    with pytest.raises(SourceFatalError, match=cause):
+        make_client(handler, stop).fetch({})
+    assert len(seen) == 1 and stop.waits == []
+
+
+def test_shutdown_interrupts_a_retry_wait() -> None:
+    handler, _ = scripted(httpx.Response(500), httpx.Response(500))
+    with pytest.raises(ShutdownRequested):
+        make_client(handler, RecordingStop(stop_after=1)).fetch({})
+
+
+def test_the_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
+    failures: list[Exception] = []
+    handler, _ = scripted(
+        httpx.Response(500, text=SECRET),  # even if a server echoed it back
+        httpx.ConnectError("refused"),
+        error(403, 41003, message="bad signature"),
+    )
+    client = make_client(handler)
+    with caplog.at_level(logging.DEBUG):
+        try:
+            client.fetch({})
+        except SourceFatalError as exc:
+            failures.append(exc)
+    for exc in failures:
+        assert SECRET not in str(exc) and SECRET not in repr(exc)
+    assert SECRET not in repr(client)
+    assert SECRET not in caplog.text
+    assert SECRET not in repr(Credentials("k", SecretStr(SECRET), "d"))
+
+
+def test_rate_limited_error_keeps_the_hint() -> None:
+    assert RateLimitedError("x", 1.5).retry_after == 1.5
