@@ -1,0 +1,85 @@
+"""Topics the connector needs, created at start when missing and checked when present."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+
+from connector.errors import KafkaFatalError, RetriableError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int = -1  # -1: the broker's default.replication.factor
+    config: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.config.get("cleanup.policy", "")
+
+
+def _admin(config: dict[str, str]) -> AdminClient:
+    return AdminClient(dict(config))
+
+
+def ensure_topics(
+    client_config: dict[str, str], specs: list[TopicSpec], timeout: float = 30.0
+) -> list[str]:
+    """Create the missing topics; refuse a state topic that exists but is not compacted.
+
+    Returns the names created. Raises KafkaFatalError for anything a restart cannot fix
+    (not authorised, a state topic with the wrong cleanup policy) and RetriableError
+    when the cluster cannot be reached in ``timeout``.
+    """
+    admin = _admin(client_config)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise RetriableError(f"cannot list Kafka topics: {exc.args[0].str()}") from exc
+    missing = [spec for spec in specs if spec.name not in existing]
+    created: list[str] = []
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, s.replication_factor, config=s.config)
+                for s in missing
+            ],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                created.append(name)
+                log.info("created topic", extra={"topic": name})
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # a racing instance
+                    continue
+                raise KafkaFatalError(f"cannot create topic {name!r}: {error.str()}") from exc
+    for spec in specs:
+        if spec.compacted and spec.name not in created:
+            _require_compacted(admin, spec.name, timeout)
+    return created
+
+
+def _require_compacted(admin: AdminClient, topic: str, timeout: float) -> None:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
+    except KafkaException as exc:
+        raise KafkaFatalError(f"cannot describe topic {topic!r}: {exc.args[0].str()}") from exc
+    policy = configs["cleanup.policy"].value if "cleanup.policy" in configs else ""
+    if "compact" not in (policy or ""):
+        raise KafkaFatalError(
+            f"state topic {topic!r} exists with cleanup.policy={policy!r}; it must be "
+            "'compact' (or the connector's state would be deleted by retention): "
+            "change it with kafka-configs, or choose another CONNECTOR_NAME"
+        )

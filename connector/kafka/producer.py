@@ -1,0 +1,201 @@
+"""The Kafka producer behind one small interface, transactional or not.
+
+Transaction errors are sorted the way confluent-kafka documents them:
+    retriable           the same call may be repeated (commit_transaction, init)
+    txn_requires_abort  abort, then re-read everything since the last commit (AbortableError)
+    fatal / fenced      the producer is dead: another instance took over, or the broker
+                        refuses us for good (KafkaFatalError)
+Delivery failures reported by callbacks are latched and raised on the next commit or
+flush, so a lost message can never be followed by a successful commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from connector.errors import AbortableError, KafkaFatalError, RetriableError
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+#: librdkafka defaults we choose for every producer of ours (users may override them)
+PRODUCER_DEFAULTS: dict[str, str] = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    # same partition for the same key as Java's default partitioner and Kafka Streams
+    "partitioner": "murmur2_random",
+    "compression.type": "lz4",
+    "linger.ms": "20",
+    "batch.num.messages": "10000",
+    "queue.buffering.max.messages": "500000",
+    "transaction.timeout.ms": "60000",
+    "message.timeout.ms": "55000",  # below the transaction timeout, as librdkafka requires
+    "statistics.interval.ms": "0",
+}
+
+#: how often a retriable commit or init is tried before giving up as fatal
+MAX_RETRIABLE_ATTEMPTS = 20
+
+
+def _describe(error: KafkaError) -> str:
+    return f"{error.name()}: {error.str()}"
+
+
+def classify(exc: KafkaException, action: str) -> Exception:
+    """Our error for a librdkafka failure during ``action`` (no broker config echoed)."""
+    error: KafkaError = exc.args[0]
+    if error.code() == KafkaError._FENCED or error.code() == KafkaError.PRODUCER_FENCED:
+        return KafkaFatalError(
+            f"{action}: fenced: another instance with the same CONNECTOR_NAME has taken over "
+            f"({_describe(error)})"
+        )
+    if error.fatal():
+        return KafkaFatalError(f"{action}: {_describe(error)}")
+    if error.txn_requires_abort():
+        return AbortableError(f"{action}: {_describe(error)}")
+    if error.retriable():
+        return RetriableError(f"{action}: {_describe(error)}")
+    return KafkaFatalError(f"{action}: {_describe(error)}")
+
+
+class EventProducer:
+    """Produces into Kafka; in transactional mode each batch is one transaction."""
+
+    def __init__(
+        self,
+        config: dict[str, str],
+        *,
+        transactional_id: str | None,
+        stats_callback: Callable[[str], None] | None = None,
+    ) -> None:
+        merged = {**PRODUCER_DEFAULTS, **config}
+        if transactional_id:
+            merged["transactional.id"] = transactional_id
+        conf: dict[str, Any] = dict(merged)
+        conf["error_cb"] = self._on_client_error
+        if stats_callback is not None:
+            conf["stats_cb"] = stats_callback
+        self.transactional = bool(transactional_id)
+        self._producer = Producer(conf)
+        self._delivery_error: KafkaError | None = None
+        self._fatal_error: KafkaError | None = None
+        self._in_transaction = False
+        self.delivered = 0
+
+    # --- callbacks (run inside poll/flush on this thread) ---------------------------
+    def _on_client_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self._fatal_error = error
+        log.warning("kafka client error", extra={"kafka_error": _describe(error)})
+
+    def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        if error is not None:
+            if self._delivery_error is None:
+                self._delivery_error = error
+        else:
+            self.delivered += 1
+
+    # --- transactions -----------------------------------------------------------------
+    def init(self, timeout: float = 60.0) -> None:
+        """Register the transactional id: fences older instances, aborts their open work."""
+        if not self.transactional:
+            return
+        self._retry(lambda: self._producer.init_transactions(timeout), "init_transactions")
+
+    def begin(self) -> None:
+        if self.transactional and not self._in_transaction:
+            try:
+                self._producer.begin_transaction()
+            except KafkaException as exc:
+                raise classify(exc, "begin_transaction") from exc
+            self._in_transaction = True
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
+        self._raise_latched()
+        self.begin()
+        while True:
+            try:
+                self._producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=list(headers or ()),
+                    on_delivery=self._on_delivery,
+                )
+                break
+            except BufferError:  # local queue full: let deliveries drain, then go on
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise classify(exc, "produce") from exc
+        self._producer.poll(0)
+
+    def commit(self, timeout: float = 60.0) -> None:
+        """Commit the open transaction (or, without transactions, wait for every delivery)."""
+        if not self.transactional:
+            self.flush(timeout)
+            return
+        if not self._in_transaction:
+            return
+        self._producer.flush(timeout)
+        self._raise_latched()
+        self._retry(lambda: self._producer.commit_transaction(timeout), "commit_transaction")
+        self._in_transaction = False
+
+    def abort(self, timeout: float = 30.0) -> None:
+        """Abort the open transaction; latched delivery errors belong to it and are cleared."""
+        self._delivery_error = None
+        if not (self.transactional and self._in_transaction):
+            return
+        try:
+            self._retry(lambda: self._producer.abort_transaction(timeout), "abort_transaction")
+        finally:
+            self._in_transaction = False
+
+    def flush(self, timeout: float = 60.0) -> None:
+        remaining = self._producer.flush(timeout)
+        self._raise_latched()
+        if remaining:
+            raise RetriableError(f"{remaining} messages still undelivered after {timeout}s")
+
+    def poll(self, timeout: float = 0.0) -> None:
+        self._producer.poll(timeout)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._in_transaction
+
+    def queue_length(self) -> int:
+        return len(self._producer)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.flush(timeout)
+
+    # --- helpers ----------------------------------------------------------------------
+    def _raise_latched(self) -> None:
+        if self._fatal_error is not None:
+            raise KafkaFatalError(f"producer failed for good: {_describe(self._fatal_error)}")
+        if self._delivery_error is not None:
+            error, self._delivery_error = self._delivery_error, None
+            if self.transactional:
+                raise AbortableError(f"a message was not delivered: {_describe(error)}")
+            raise RetriableError(f"a message was not delivered: {_describe(error)}")
+
+    def _retry(self, call: Callable[[], object], action: str) -> None:
+        for attempt in range(1, MAX_RETRIABLE_ATTEMPTS + 1):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                error = classify(exc, action)
+                if not isinstance(error, RetriableError) or attempt == MAX_RETRIABLE_ATTEMPTS:
+                    raise error from exc
+                log.warning("retrying", extra={"action": action, "error": str(error)})
+                time.sleep(min(5.0, 0.1 * 2**attempt))
