@@ -1,0 +1,135 @@
+"""Fetches the next page while the current one is processed (a background thread).
+
+The fetcher owns the pager: once page N is in, it advances the cursor and asks for page
+N+1 at once, so the Data API round trip overlaps detection, encoding and producing. The
+queue between the two threads is short (two pages), so memory stays bounded.
+
+Nothing here touches Kafka or the committed state. When the runner must re-read from
+the committed cursor (an aborted transaction), it calls ``rewind``: the fetcher starts a
+new *generation* from that cursor, and the runner drops whatever an older generation
+still hands over.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connector.errors import ShutdownRequested
+from connector.learnosity.client import DataApiClient
+from connector.learnosity.paging import Pager, Step
+from connector.models import Page
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One page and what it meant, or the error that stopped the fetcher."""
+
+    generation: int
+    page: Page | None
+    step: Step | None
+    #: the pager's cursor after this page (what to commit once the page is processed)
+    cursor: str | None
+    error: BaseException | None = None
+
+
+class Fetcher:
+    def __init__(
+        self,
+        client: DataApiClient,
+        make_pager: Callable[[str | None], Pager],
+        cursor: str | None,
+        *,
+        poll_interval: float,
+        stop: threading.Event,
+        on_stall: Callable[[Pager], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._make_pager = make_pager
+        self._poll_interval = poll_interval
+        self._stop = stop
+        self._on_stall = on_stall
+        self._queue: queue.Queue[Fetched] = queue.Queue(maxsize=2)
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._pager = make_pager(cursor)
+        self._wake = threading.Event()  # cuts a poll-interval wait short on rewind
+        self._thread = threading.Thread(target=self._loop, name="fetcher", daemon=True)
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def get(self, timeout: float) -> Fetched | None:
+        """The next fetched page of the current generation, or None after ``timeout``."""
+        try:
+            while True:
+                item = self._queue.get(timeout=timeout)
+                if item.generation == self._generation:
+                    return item
+        except queue.Empty:
+            return None
+
+    def rewind(self, cursor: str | None) -> None:
+        """Start over from ``cursor``; pages of earlier generations will be dropped."""
+        with self._lock:
+            self._generation += 1
+            self._pager = self._make_pager(cursor)
+        self._drain()
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self._wake.set()
+        self._drain()
+        self._thread.join(timeout)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _put(self, item: Fetched) -> bool:
+        """Hand over ``item``; False if the fetcher should stop or was rewound meanwhile."""
+        while not self._stop.is_set():
+            if item.generation != self._generation:
+                return False
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                generation, pager = self._generation, self._pager
+            try:
+                page = self._client.fetch(pager.request())
+            except ShutdownRequested:
+                return
+            except Exception as exc:  # noqa: BLE001 - handed to the runner, which re-raises it
+                self._put(Fetched(generation, None, None, None, exc))
+                return
+            with self._lock:
+                if generation != self._generation:
+                    continue  # rewound while this request was in flight
+                step = pager.advance(page)
+            if step is Step.STALLED and self._on_stall is not None:
+                self._on_stall(pager)
+            if not self._put(Fetched(generation, page, step, pager.cursor)):
+                continue
+            if step is not Step.MORE:
+                # caught up or stalled: wait a poll interval (or a rewind) before asking again
+                self._wake.wait(self._poll_interval)
+                self._wake.clear()
