@@ -172,6 +172,14 @@ class EventProducer:
     def in_transaction(self) -> bool:
         return self._in_transaction
 
+    def reachable(self, timeout: float = 2.0) -> bool:
+        """True if a broker answers a metadata request within ``timeout`` (for /readyz)."""
+        try:
+            self._producer.list_topics(timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
     def queue_length(self) -> int:
         return len(self._producer)
 
