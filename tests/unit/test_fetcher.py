@@ -1,0 +1,103 @@
+"""The fetcher thread: pages in order, waits when caught up, rewinds, forwards errors."""
+
+import threading
+from typing import Any
+
+import pytest
+
+from connector.errors import SourceFatalError
+from connector.learnosity.fetcher import Fetcher
+from connector.learnosity.paging import Filters, Pager, Step
+from connector.models import Page
+from connector.settings import StartFrom
+
+
+class FakeClient:
+    """Serves pages keyed by the request's ``next`` token (None for the first request)."""
+
+    def __init__(self, pages: dict[str | None, Page | Exception]) -> None:
+        self.pages = pages
+        self.requests: list[str | None] = []
+
+    def fetch(self, params: dict[str, Any], *, max_attempts: int | None = None) -> Page:
+        token = params.get("next")
+        self.requests.append(token)
+        answer = self.pages.get(token, Page((), None, limit=2))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def recs(*ids: str) -> tuple[dict, ...]:
+    return tuple({"session_id": i} for i in ids)
+
+
+def make(client: FakeClient, stop: threading.Event, cursor: str | None = None) -> Fetcher:
+    return Fetcher(
+        client,  # type: ignore[arg-type]
+        lambda token: Pager(Filters(), StartFrom("earliest"), cursor=token, limit=2),
+        cursor,
+        poll_interval=0.05,
+        stop=stop,
+    )
+
+
+def test_pages_arrive_in_order_then_caught_up() -> None:
+    stop = threading.Event()
+    client = FakeClient(
+        {None: Page(recs("a", "b"), "t1", limit=2), "t1": Page(recs("c"), "t2", limit=2)}
+    )
+    fetcher = make(client, stop)
+    fetcher.start()
+    first, second = fetcher.get(5), fetcher.get(5)
+    assert first is not None and first.step is Step.MORE and first.cursor == "t1"
+    assert second is not None and second.step is Step.CAUGHT_UP and second.cursor == "t2"
+    third = fetcher.get(5)  # after the poll interval it asks again from t2
+    assert third is not None and third.page is not None and third.page.is_empty
+    assert third.cursor == "t2"
+    stop.set()
+    fetcher.join(2)
+    assert client.requests[:3] == [None, "t1", "t2"]
+
+
+def test_rewind_starts_a_new_generation_from_the_given_cursor() -> None:
+    stop = threading.Event()
+    client = FakeClient(
+        {
+            None: Page(recs("a", "b"), "t1", limit=2),
+            "t1": Page(recs("c", "d"), "t2", limit=2),
+            "t2": Page(recs("e"), "t3", limit=2),
+        }
+    )
+    fetcher = make(client, stop)
+    fetcher.start()
+    assert fetcher.get(5).cursor == "t1"  # type: ignore[union-attr]
+    fetcher.rewind("t1")
+    item = fetcher.get(5)
+    assert item is not None and item.generation == 1
+    assert item.page is not None and item.page.records == recs("c", "d")
+    stop.set()
+    fetcher.join(2)
+
+
+def test_a_fatal_error_is_handed_to_the_runner() -> None:
+    stop = threading.Event()
+    fetcher = make(FakeClient({None: SourceFatalError("41003: bad signature", 41003)}), stop)
+    fetcher.start()
+    item = fetcher.get(5)
+    assert item is not None and isinstance(item.error, SourceFatalError)
+    stop.set()
+    fetcher.join(2)
+
+
+@pytest.mark.parametrize("cursor", ["restored"])
+def test_starts_from_a_restored_cursor(cursor: str) -> None:
+    stop = threading.Event()
+    client = FakeClient({cursor: Page(recs("x"), "t9", limit=2)})
+    fetcher = make(client, stop, cursor)
+    fetcher.start()
+    item = fetcher.get(5)
+    assert item is not None and item.cursor == "t9"
+    stop.set()
+    fetcher.join(2)
+    assert client.requests[0] == cursor
