@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 #: One API record exactly as the Data API returned it (decoded JSON object). Kept raw so
@@ -29,3 +30,61 @@ class Page:
     @property
     def is_empty(self) -> bool:
         return not self.records
+
+
+class ChangeKind(StrEnum):
+    """Why an event was emitted; the values are the Avro enum's symbols."""
+
+    #: the connector had never seen this session (or forgot it)
+    CREATED = "created"
+    #: the status string differs from the last one emitted; wins when scores changed too
+    STATUS_CHANGED = "status_changed"
+    #: same status, but a score, a subscore or (when asked for) a response score differs
+    SCORE_CHANGED = "score_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRecord:
+    """A validated API record: the identifying fields checked, everything else kept raw."""
+
+    session_id: str
+    user_id: str
+    activity_id: str
+    #: the API's status string, verbatim (unknown statuses are kept as they are)
+    status: str
+    #: the record exactly as the Data API returned it (for the event and for dead letters)
+    raw: RawRecord = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One event to publish: a session reached a state the connector had not emitted yet."""
+
+    kind: ChangeKind
+    record: ScoreRecord
+    #: 64-bit fingerprint of what matters in ``record`` (connector.changes.fingerprint)
+    fingerprint: int
+    #: the fingerprint this change moves away from; None for ``created``
+    previous_fingerprint: int | None
+    #: the status this change moves away from; None for ``created``
+    previous_status: str | None
+    #: deterministic id of this transition (connector.changes.fingerprint.event_id)
+    event_id: str
+
+    @property
+    def session_id(self) -> str:
+        return self.record.session_id
+
+    @property
+    def user_id(self) -> str:
+        """The Kafka key (as UTF-8 bytes)."""
+        return self.record.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class EventSource:
+    """Who produced an event; carried in every event's ``source`` field."""
+
+    connector_name: str
+    api_version: str
+    connector_version: str

@@ -1,0 +1,167 @@
+"""Checks one ``/sessions/scores`` item before anything is decided or published about it.
+
+A record passes when every field the event schema models has a type the schema can hold:
+    session_id, user_id, activity_id   non-empty strings (valid UTF-8: the Kafka key)
+    status                             a non-empty string, verbatim (unknown ones are fine)
+    score, max_score                   finite number or null/absent
+    subscores                          list of objects or null/absent (fields below)
+    responses                          list of objects or null/absent (fields below)
+    dt_started/_completed/_saved/_updated   string or null/absent
+Fields the schema does not model are never checked: they travel in ``extra_fields_json``.
+A record that fails raises ``InvalidRecordError`` with one of ``INVALID_REASONS``, and goes
+to the dead-letter topic with its original JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
+
+from connector.errors import InvalidRecordError
+from connector.models import ScoreRecord
+
+#: every ``InvalidRecordError.reason`` the pipeline uses (a bounded metric label set)
+InvalidReason = Literal[
+    "not_an_object", "missing_field", "wrong_type", "invalid_value", "not_serializable"
+]
+INVALID_REASONS: Final[tuple[InvalidReason, ...]] = (
+    "not_an_object",  # the item is not a JSON object
+    "missing_field",  # a required field is absent, null or empty
+    "wrong_type",  # a modeled field has a type the schema cannot hold
+    "invalid_value",  # right type, unusable value (NaN score, id that is not UTF-8)
+    "not_serializable",  # the Avro serializer refused the event (raised by kafka.serde)
+)
+
+REQUIRED_IDS: Final = ("session_id", "user_id", "activity_id")
+TIME_FIELDS: Final = ("dt_started", "dt_completed", "dt_saved", "dt_updated")
+#: counts are Avro ``long``
+LONG_MIN: Final = -(2**63)
+LONG_MAX: Final = 2**63 - 1
+
+
+def invalid(message: str, reason: InvalidReason) -> InvalidRecordError:
+    return InvalidRecordError(message, reason=reason)
+
+
+def validate(item: Any) -> ScoreRecord:
+    """The validated view of ``item``, or ``InvalidRecordError`` naming the first problem."""
+    if not isinstance(item, dict):
+        raise invalid(f"record is a JSON {_json_type(item)}, not an object", "not_an_object")
+    session_id, user_id, activity_id = (_required_id(item, name) for name in REQUIRED_IDS)
+    status = item.get("status")
+    if status is None or status == "":
+        raise invalid("status: missing or empty", "missing_field")
+    if not isinstance(status, str):
+        raise invalid(f"status: {_json_type(status)}, expected a string", "wrong_type")
+    for name in ("score", "max_score"):
+        check_number(item.get(name), name)
+    for name in TIME_FIELDS:
+        check_optional_str(item.get(name), name)
+    _check_list_of_objects(item.get("subscores"), "subscores", _check_subscore)
+    _check_list_of_objects(item.get("responses"), "responses", _check_response)
+    return ScoreRecord(session_id, user_id, activity_id, status, item)
+
+
+def _required_id(item: Mapping[str, Any], name: str) -> str:
+    value = item.get(name)
+    if value is None or value == "":
+        raise invalid(f"{name}: missing or empty", "missing_field")
+    if not isinstance(value, str):
+        raise invalid(f"{name}: {_json_type(value)}, expected a string", "wrong_type")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid(f"{name}: not encodable as UTF-8", "invalid_value") from None
+    return value
+
+
+def check_number(value: Any, name: str) -> None:
+    """Null, or an int/float (not a bool) that is finite as a double."""
+    if value is None:
+        return
+    kind = type(value)
+    if kind is not int and kind is not float:
+        raise invalid(f"{name}: {_json_type(value)}, expected a number", "wrong_type")
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a double
+        finite = False
+    if not finite:
+        raise invalid(f"{name}: not a finite number", "invalid_value")
+
+
+def check_count(value: Any, name: str) -> None:
+    """Null, or a whole number (``20`` or ``20.0``) that fits an Avro long."""
+    check_number(value, name)
+    if value is None:
+        return
+    if type(value) is float and not value.is_integer():
+        raise invalid(f"{name}: {value!r} is not a whole number", "invalid_value")
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise invalid(f"{name}: out of range", "invalid_value")
+
+
+def check_optional_str(value: Any, name: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"{name}: {_json_type(value)}, expected a string", "wrong_type")
+
+
+def _check_list_of_objects(
+    value: Any, name: str, check_item: Callable[[Mapping[str, Any], str], None]
+) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list):
+        raise invalid(f"{name}: {_json_type(value)}, expected a list", "wrong_type")
+    for index, entry in enumerate(value):
+        where = f"{name}[{index}]"
+        if not isinstance(entry, dict):
+            raise invalid(f"{where}: {_json_type(entry)}, expected an object", "wrong_type")
+        check_item(entry, where)
+
+
+def _check_subscore(subscore: Mapping[str, Any], where: str) -> None:
+    check_optional_str(subscore.get("id"), f"{where}.id")
+    check_optional_str(subscore.get("title"), f"{where}.title")
+    check_count(subscore.get("num_questions"), f"{where}.num_questions")
+    check_count(subscore.get("num_attempted"), f"{where}.num_attempted")
+    for name in ("score", "max_score", "attempted_max_score"):
+        check_number(subscore.get(name), f"{where}.{name}")
+    items = subscore.get("items")
+    if items is None:
+        return
+    if not isinstance(items, list):
+        raise invalid(f"{where}.items: {_json_type(items)}, expected a list", "wrong_type")
+    for index, item_ref in enumerate(items):
+        check_optional_str(item_ref, f"{where}.items[{index}]")
+        if item_ref is None:
+            raise invalid(f"{where}.items[{index}]: null, expected a string", "wrong_type")
+
+
+def _check_response(response: Mapping[str, Any], where: str) -> None:
+    check_optional_str(response.get("response_id"), f"{where}.response_id")
+    check_number(response.get("score"), f"{where}.score")
+    check_number(response.get("max_score"), f"{where}.max_score")
+    attempted = response.get("attempted")
+    if attempted is not None and not isinstance(attempted, bool):
+        raise invalid(
+            f"{where}.attempted: {_json_type(attempted)}, expected true/false", "wrong_type"
+        )
+    check_optional_str(response.get("dt_score_updated"), f"{where}.dt_score_updated")
+
+
+_JSON_TYPES: Final = ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string"))
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages (never the value: it may be large)."""
+    if value is None:
+        return "null"
+    for python_type, name in _JSON_TYPES:  # bool before int: True is an int too
+        if isinstance(value, python_type):
+            return name
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
