@@ -1,0 +1,81 @@
+"""Reading a topic from the start or the end, for ``tail`` and the tests' independent checks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+
+from connector.errors import KafkaFatalError
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+
+def read_topic(
+    client_config: dict[str, str],
+    topic: str,
+    *,
+    from_beginning: bool = True,
+    idle_timeout: float | None = 5.0,
+    max_messages: int | None = None,
+    isolation_level: str = "read_committed",
+) -> Iterator[Received]:
+    """Yield committed messages of every partition of ``topic``, in order per partition.
+
+    Stops after ``max_messages``, or once nothing arrived for ``idle_timeout`` seconds
+    (None: never; the caller stops by closing the generator).
+    """
+    consumer = Consumer(
+        {
+            **client_config,
+            "group.id": f"reader-{uuid.uuid4()}",  # a throwaway group: never commits
+            "enable.auto.commit": "false",
+            "isolation.level": isolation_level,
+        }
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=30)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise KafkaFatalError(f"topic {topic!r} does not exist")
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        consumer.assign(
+            [TopicPartition(topic, p, start) for p in metadata.topics[topic].partitions]
+        )
+        seen = 0
+        last = time.monotonic()
+        while max_messages is None or seen < max_messages:
+            message = consumer.poll(0.5)
+            if message is None:
+                if idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                    return
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaFatalError(f"reading {topic!r}: {error.str()}")
+            last = time.monotonic()
+            seen += 1
+            yield Received(
+                topic,
+                message.partition(),
+                message.offset(),
+                message.key(),
+                message.value(),
+                tuple((k, v or b"") for k, v in (message.headers() or [])),
+                message.timestamp()[1],
+            )
+    finally:
+        consumer.close()
