@@ -25,6 +25,45 @@ class TopicSpec:
         return "compact" in self.config.get("cleanup.policy", "")
 
 
+@dataclass(frozen=True)
+class TopicInfo:
+    partitions: int
+    cleanup_policy: str
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.cleanup_policy
+
+
+def describe_topics(
+    client_config: dict[str, str], names: list[str], timeout: float = 15.0
+) -> dict[str, TopicInfo | None]:
+    """Partitions and cleanup policy of each topic; None for a topic that does not exist."""
+    admin = _admin(client_config)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise RetriableError(f"cannot reach Kafka: {exc.args[0].str()}") from exc
+    found: dict[str, TopicInfo | None] = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None:
+            found[name] = None
+            continue
+        found[name] = TopicInfo(len(topic.partitions), _cleanup_policy(admin, name, timeout))
+    return found
+
+
+def _cleanup_policy(admin: AdminClient, topic: str, timeout: float) -> str:
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
+    except KafkaException as exc:
+        raise KafkaFatalError(f"cannot describe topic {topic!r}: {exc.args[0].str()}") from exc
+    entry = configs.get("cleanup.policy")
+    return str(entry.value) if entry is not None and entry.value else ""
+
+
 def _admin(config: dict[str, str]) -> AdminClient:
     return AdminClient(dict(config))
 
@@ -71,13 +110,8 @@ def ensure_topics(
 
 
 def _require_compacted(admin: AdminClient, topic: str, timeout: float) -> None:
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    try:
-        configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
-    except KafkaException as exc:
-        raise KafkaFatalError(f"cannot describe topic {topic!r}: {exc.args[0].str()}") from exc
-    policy = configs["cleanup.policy"].value if "cleanup.policy" in configs else ""
-    if "compact" not in (policy or ""):
+    policy = _cleanup_policy(admin, topic, timeout)
+    if "compact" not in policy:
         raise KafkaFatalError(
             f"state topic {topic!r} exists with cleanup.policy={policy!r}; it must be "
             "'compact' (or the connector's state would be deleted by retention): "
