@@ -1,0 +1,132 @@
+"""A Change as the value the Avro schema describes (``avro/session_score_changed.v*.avsc``).
+
+Pure mapping, no encoding: modeled fields are copied (scores as floats, counts as ints),
+and every field the schema does not model goes, as a JSON object string, into the
+``extra_fields_json`` of its level (record, subscore, response), so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Final
+
+from connector.models import Change, EventSource
+
+RECORD_FIELDS: Final = frozenset(
+    (
+        "session_id",
+        "user_id",
+        "activity_id",
+        "status",
+        "score",
+        "max_score",
+        "subscores",
+        "responses",
+        "dt_started",
+        "dt_completed",
+        "dt_saved",
+        "dt_updated",
+    )
+)
+SUBSCORE_FIELDS: Final = frozenset(
+    (
+        "id",
+        "title",
+        "num_questions",
+        "num_attempted",
+        "score",
+        "max_score",
+        "attempted_max_score",
+        "items",
+    )
+)
+RESPONSE_FIELDS: Final = frozenset(
+    ("response_id", "score", "max_score", "attempted", "dt_score_updated")
+)
+
+
+def source_fields(source: EventSource) -> dict[str, str]:
+    return {
+        "connector_name": source.connector_name,
+        "api_version": source.api_version,
+        "connector_version": source.connector_version,
+    }
+
+
+def change_to_event(
+    change: Change, observed_at: datetime, source: EventSource | Mapping[str, str]
+) -> dict[str, Any]:
+    """The event value for ``change``; ``observed_at`` must be timezone-aware.
+
+    ``source`` may be given pre-mapped (``source_fields(source)``) to save the work per
+    record; the same dict is then shared by every event, which the encoders only read.
+    """
+    raw = change.record.raw
+    get = raw.get
+    subscores = get("subscores")
+    responses = get("responses")
+    return {
+        "event_id": change.event_id,
+        "change": change.kind.value,
+        "session_id": change.record.session_id,
+        "user_id": change.record.user_id,
+        "activity_id": change.record.activity_id,
+        "status": change.record.status,
+        "previous_status": change.previous_status,
+        "score": _double(get("score")),
+        "max_score": _double(get("max_score")),
+        "subscores": [_subscore(s) for s in subscores] if subscores else None,
+        "responses": [_response(r) for r in responses] if responses else None,
+        "dt_started": get("dt_started"),
+        "dt_completed": get("dt_completed"),
+        "dt_saved": get("dt_saved"),
+        "dt_updated": get("dt_updated"),
+        "observed_at": int(observed_at.timestamp() * 1000),
+        "source": source_fields(source) if isinstance(source, EventSource) else source,
+        "extra_fields_json": _extra(raw, RECORD_FIELDS),
+    }
+
+
+def _subscore(subscore: Mapping[str, Any]) -> dict[str, Any]:
+    get = subscore.get
+    return {
+        "id": get("id"),
+        "title": get("title"),
+        "num_questions": _long(get("num_questions")),
+        "num_attempted": _long(get("num_attempted")),
+        "score": _double(get("score")),
+        "max_score": _double(get("max_score")),
+        "attempted_max_score": _double(get("attempted_max_score")),
+        "items": get("items"),
+        "extra_fields_json": _extra(subscore, SUBSCORE_FIELDS),
+    }
+
+
+def _response(response: Mapping[str, Any]) -> dict[str, Any]:
+    get = response.get
+    return {
+        "response_id": get("response_id"),
+        "score": _double(get("score")),
+        "max_score": _double(get("max_score")),
+        "attempted": get("attempted"),
+        "dt_score_updated": get("dt_score_updated"),
+        "extra_fields_json": _extra(response, RESPONSE_FIELDS),
+    }
+
+
+def _double(value: Any) -> Any:
+    # ints become floats so the union branch is "double" (fastavro would pick it anyway)
+    return float(value) if type(value) is int else value
+
+
+def _long(value: Any) -> Any:
+    return int(value) if type(value) is float else value
+
+
+def _extra(obj: Mapping[str, Any], modeled: frozenset[str]) -> str | None:
+    if modeled.issuperset(obj):
+        return None  # the common case: nothing unmodeled, no JSON work
+    extra = {key: value for key, value in obj.items() if key not in modeled}
+    return json.dumps(extra, sort_keys=True, separators=(",", ":"))
