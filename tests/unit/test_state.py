@@ -1,0 +1,118 @@
+"""The in-memory session state and its entries in the compacted state topic."""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.changes import (
+    SessionEntry,
+    SessionState,
+    StateEntryError,
+    decode_entry,
+    encode_entry,
+    is_session_key,
+)
+from connector.changes.state import iter_encoded
+
+#: text that survives UTF-8 (JSON can carry lone surrogates; validation rejects them in ids)
+UTF8_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+FINGERPRINTS = st.integers(0, 2**64 - 1)
+
+
+def test_the_entry_format_is_pinned() -> None:
+    key, value = encode_entry("abc", SessionEntry(0x0102030405060708, "Pending Scoring"))
+    assert key == b"s:abc"
+    assert value == b"\x01" + bytes.fromhex("0102030405060708") + b"Pending Scoring"
+    assert encode_entry("abc", None) == (b"s:abc", None)
+
+
+@given(UTF8_TEXT.filter(bool), FINGERPRINTS, UTF8_TEXT.filter(bool))
+def test_entries_round_trip(session_id: str, fp: int, status: str) -> None:
+    entry = SessionEntry(fp, status)
+    assert decode_entry(*encode_entry(session_id, entry)) == (session_id, entry)
+    assert decode_entry(*encode_entry(session_id, None)) == (session_id, None)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "says"),
+    [
+        (b"cursor", b"{}", "not a session entry"),
+        (b"s:x", b"\x02" + bytes(8) + b"Completed", "unknown format"),
+        (b"s:x", b"\x01" + bytes(7), "unknown format"),
+        (b"s:x", b"", "unknown format"),
+        (b"s:\xff", b"\x01" + bytes(8), "not UTF-8"),
+        (b"s:x", b"\x01" + bytes(8) + b"\xff", "not UTF-8"),
+    ],
+)
+def test_foreign_or_damaged_entries_are_refused(key: bytes, value: bytes, says: str) -> None:
+    with pytest.raises(StateEntryError, match=says):
+        decode_entry(key, value)
+
+
+def test_session_keys_are_told_from_the_cursor() -> None:
+    assert is_session_key(b"s:abc") and not is_session_key(b"cursor")
+
+
+def test_get_apply_forget() -> None:
+    state = SessionState()
+    assert state.get("s1") is None and len(state) == 0
+    state.apply({"s1": SessionEntry(5, "Completed"), "s2": SessionEntry(2**64 - 1, "Odd")})
+    assert state.get("s1") == SessionEntry(5, "Completed")
+    assert state.get("s2") == SessionEntry(2**64 - 1, "Odd")
+    assert len(state) == 2 and "s1" in state and "s3" not in state
+    state.apply({"s1": SessionEntry(6, "Incomplete"), "s2": None})
+    assert state.get("s1") == SessionEntry(6, "Incomplete")
+    assert state.get("s2") is None and len(state) == 1
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcde"), FINGERPRINTS, UTF8_TEXT), max_size=40))
+def test_state_behaves_like_a_dict(entries: list[tuple[str, int, str]]) -> None:
+    state, model = SessionState(), {}
+    for session_id, fp, status in entries:
+        entry = SessionEntry(fp, status or "Completed") if fp % 5 else None
+        state.restore_entry(session_id, entry)
+        if entry is None:
+            model.pop(session_id, None)
+        else:
+            model[session_id] = entry
+    assert len(state) == len(model)
+    for session_id in "abcde":
+        assert state.get(session_id) == model.get(session_id)
+
+
+def test_restore_from_encoded_entries_rebuilds_the_same_state() -> None:
+    updates: dict[str, SessionEntry | None] = {
+        f"session-{i}": SessionEntry(i * 7919, ["Completed", "Custom"][i % 2]) for i in range(50)
+    }
+    updates["session-3"] = None
+    restored = SessionState()
+    for key, value in iter_encoded(updates):
+        restored.restore_entry(*decode_entry(key, value))
+    direct = SessionState()
+    direct.apply(updates)
+    assert len(restored) == len(direct) == 49
+    assert all(restored.get(s) == direct.get(s) for s in updates)
+
+
+def test_a_session_costs_well_under_200_bytes() -> None:
+    # the benchmark measures a million sessions; this guards the layout at 100k
+    count = 100_000
+    updates = {
+        f"{i:08d}-aaaa-4bbb-8ccc-{i:012d}": SessionEntry(
+            (i * 0x9E3779B97F4A7C15) % 2**64, "Completed"
+        )
+        for i in range(count)
+    }
+    gc.collect()
+    tracemalloc.start()
+    state = SessionState()
+    state.apply(updates)
+    used, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(state) == count
+    assert used / count < 160

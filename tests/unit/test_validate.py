@@ -1,0 +1,163 @@
+"""Record validation: what passes, what is refused, and with which (bounded) reason."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.changes.validate import INVALID_REASONS, validate
+from connector.errors import InvalidRecordError
+
+
+def good(**changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "user_id": "u1",
+        "activity_id": "a1",
+        "session_id": "s1",
+        "score": 39,
+        "max_score": 40,
+        "status": "Completed",
+        "subscores": [
+            {
+                "id": "subscore-1",
+                "title": "biochem",
+                "num_questions": 20,
+                "num_attempted": 20,
+                "score": 19,
+                "max_score": 20,
+                "attempted_max_score": 20,
+                "items": ["293486384"],
+            }
+        ],
+        "responses": [
+            {
+                "response_id": "r1",
+                "score": 1,
+                "max_score": 1,
+                "attempted": True,
+                "dt_score_updated": "2025-01-01T00:00:00Z",
+            }
+        ],
+        "dt_started": "2025-01-01 00:00:00",
+    }
+    record.update(changes)
+    return record
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        good(),
+        good(status="Pending Scoring"),
+        good(status="A status nobody documented"),
+        good(score=None, max_score=None, subscores=None, responses=None),
+        {k: v for k, v in good().items() if k not in ("score", "subscores", "responses")},
+        good(score=12.75, subscores=[{}], responses=[{}]),
+        good(subscores=[{"num_questions": 20.0}]),  # whole floats are fine as counts
+        good(new_top_level_field={"anything": [1, None]}, dt_saved=None),
+        good(subscores=[{"id": None, "items": None, "new": object()}]),
+        good(user_id="ユーザー", session_id="sess\u00e9"),
+    ],
+)
+def test_valid_records_pass_and_keep_the_raw_record(record: dict[str, Any]) -> None:
+    checked = validate(record)
+    assert checked.raw is record
+    assert (checked.session_id, checked.user_id, checked.activity_id, checked.status) == (
+        record["session_id"],
+        record["user_id"],
+        record["activity_id"],
+        record["status"],
+    )
+
+
+def _without(name: str) -> dict[str, Any]:
+    record = good()
+    del record[name]
+    return record
+
+
+@pytest.mark.parametrize(
+    ("item", "reason", "mentions"),
+    [
+        (None, "not_an_object", "null"),
+        ([good()], "not_an_object", "array"),
+        ("text", "not_an_object", "string"),
+        (_without("session_id"), "missing_field", "session_id"),
+        (good(user_id=""), "missing_field", "user_id"),
+        (good(activity_id=None), "missing_field", "activity_id"),
+        (_without("status"), "missing_field", "status"),
+        (good(status=""), "missing_field", "status"),
+        (good(session_id=123), "wrong_type", "session_id"),
+        (good(status=1), "wrong_type", "status"),
+        (good(score="39"), "wrong_type", "score"),
+        (good(score=True), "wrong_type", "score"),
+        (good(max_score=[40]), "wrong_type", "max_score"),
+        (good(score=float("nan")), "invalid_value", "score"),
+        (good(score=float("inf")), "invalid_value", "score"),
+        (good(score=10**400), "invalid_value", "score"),
+        (good(subscores={"id": "x"}), "wrong_type", "subscores"),
+        (good(subscores=["x"]), "wrong_type", "subscores[0]"),
+        (good(subscores=[{"num_questions": 2.5}]), "invalid_value", "subscores[0].num_questions"),
+        (good(subscores=[{"num_attempted": 2**63}]), "invalid_value", "num_attempted"),
+        (good(subscores=[{"items": "1,2"}]), "wrong_type", "subscores[0].items"),
+        (good(subscores=[{"items": [1]}]), "wrong_type", "subscores[0].items[0]"),
+        (good(subscores=[{"items": [None]}]), "wrong_type", "subscores[0].items[0]"),
+        (good(subscores=[{"title": 5}]), "wrong_type", "subscores[0].title"),
+        (good(responses=[{"attempted": "yes"}]), "wrong_type", "responses[0].attempted"),
+        (good(responses=[{"score": "1"}]), "wrong_type", "responses[0].score"),
+        (good(responses=[{"response_id": 7}]), "wrong_type", "responses[0].response_id"),
+        (good(dt_saved=1700000000), "wrong_type", "dt_saved"),
+        (good(user_id="bad\udc80"), "invalid_value", "user_id"),
+    ],
+)
+def test_invalid_records_name_the_field_and_a_known_reason(
+    item: Any, reason: str, mentions: str
+) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        validate(item)
+    assert caught.value.reason == reason
+    assert mentions in str(caught.value)
+
+
+def test_messages_never_echo_values() -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        validate(good(score="a very long secretive value"))
+    assert "secretive" not in str(caught.value)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "session_id",
+    "user_id",
+    "activity_id",
+    "status",
+    "score",
+    "max_score",
+    "subscores",
+    "responses",
+    "dt_saved",
+    "other",
+]
+
+
+@given(st.dictionaries(st.sampled_from(FIELDS), JSON) | JSON)
+def test_anything_is_either_valid_or_refused_with_a_known_reason(item: Any) -> None:
+    try:
+        validate(item)
+    except InvalidRecordError as exc:
+        assert exc.reason in INVALID_REASONS
+        json.dumps(str(exc))  # the message is plain text
+
+
+def test_reasons_are_a_small_fixed_set() -> None:
+    assert len(INVALID_REASONS) == len(set(INVALID_REASONS)) <= 8
