@@ -28,6 +28,9 @@ from dev.procs import free_ports, port_open, spawn, stop, tails, wait_until
 from dev.tls import make_broker_tls
 
 SCRAM_MECHANISM = "SCRAM-SHA-512"
+
+# The value types confluent-kafka's client constructors accept.
+ClientConfig = dict[str, str | int | float | bool]
 LOG4J2_CONFIG = Path(__file__).parent / "kafka" / "log4j2.properties"
 
 # A small heap is plenty for test traffic. SerialGC and C1-only compilation cut JVM start
@@ -94,7 +97,7 @@ class KafkaBroker:
     def scram_mechanism(self) -> str:
         return SCRAM_MECHANISM
 
-    def client_config(self, *, secure: bool = False) -> dict[str, str]:
+    def client_config(self, *, secure: bool = False) -> ClientConfig:
         """librdkafka settings that reach this broker: PLAINTEXT, or SCRAM over TLS."""
         if not secure:
             return {"bootstrap.servers": self.bootstrap_servers}
@@ -237,8 +240,8 @@ class KafkaBroker:
         return all(_metadata_ok(self.client_config(secure=s)) for s in (False, True))
 
 
-def _metadata_ok(config: dict[str, str]) -> bool:
-    admin = AdminClient({**config, "socket.timeout.ms": "2000"})
+def _metadata_ok(config: ClientConfig) -> bool:
+    admin = AdminClient({**config, "socket.timeout.ms": 2000})
     try:
         return bool(admin.list_topics(timeout=2).brokers)
     except KafkaException:
