@@ -1,0 +1,351 @@
+"""Event encodings: single-object checked by an independent reader, registry path with a
+mock registry, the decoder for both, and the Change → event mapping."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
+from fastavro import parse_schema, schemaless_reader
+from fastavro.schema import to_parsing_canonical_form
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.changes import ChangeDetector, SessionState
+from connector.changes.validate import INVALID_REASONS
+from connector.errors import InvalidRecordError, RetriableError
+from connector.kafka.serde import (
+    EventDecodeError,
+    EventDecoder,
+    RegistryEncoder,
+    SchemaIncompatibleError,
+    SingleObjectEncoder,
+    change_to_event,
+    jsonable,
+    schema_versions,
+    value_schema,
+)
+from connector.models import Change, ChangeKind, EventSource
+
+SOURCE = EventSource("learnosity-scores", "v2025.2.LTS", "0.1.0")
+OBSERVED = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+RECORD: dict[str, Any] = {
+    "user_id": "17c456c0",
+    "activity_id": "chemistry_classtest1",
+    "session_id": "4d3115f0",
+    "score": 39,
+    "max_score": 40,
+    "status": "Pending Scoring",
+    "dt_started": "2025-03-04T05:00:00Z",
+    "dt_saved": "2025-03-04T05:06:00Z",
+    "a_field_added_later": {"nested": [1, 2]},
+    "subscores": [
+        {
+            "id": "subscore-1",
+            "title": "biochem",
+            "num_questions": 20,
+            "num_attempted": 20.0,
+            "score": 19,
+            "max_score": 20,
+            "attempted_max_score": 20,
+            "items": ["293486384", "293481468"],
+            "weight": 2,
+        }
+    ],
+    "responses": [
+        {"response_id": "r1", "score": 0.5, "max_score": 1, "attempted": True, "rubric": "x"}
+    ],
+}
+
+
+def change_of(record: dict[str, Any]) -> Change:
+    (change,) = ChangeDetector(include_responses=True).detect([record], SessionState()).changes
+    return change
+
+
+def event_of(record: dict[str, Any] = RECORD) -> dict[str, Any]:
+    return change_to_event(change_of(record), OBSERVED, SOURCE)
+
+
+# --- the mapping -------------------------------------------------------------------------------
+def test_the_event_carries_every_modeled_field_and_keeps_the_rest() -> None:
+    change = change_of(RECORD)
+    event = change_to_event(change, OBSERVED, SOURCE)
+    assert event == {
+        "event_id": change.event_id,
+        "change": "created",
+        "session_id": "4d3115f0",
+        "user_id": "17c456c0",
+        "activity_id": "chemistry_classtest1",
+        "status": "Pending Scoring",
+        "previous_status": None,
+        "score": 39.0,
+        "max_score": 40.0,
+        "subscores": [
+            {
+                "id": "subscore-1",
+                "title": "biochem",
+                "num_questions": 20,
+                "num_attempted": 20,
+                "score": 19.0,
+                "max_score": 20.0,
+                "attempted_max_score": 20.0,
+                "items": ["293486384", "293481468"],
+                "extra_fields_json": '{"weight":2}',
+            }
+        ],
+        "responses": [
+            {
+                "response_id": "r1",
+                "score": 0.5,
+                "max_score": 1.0,
+                "attempted": True,
+                "dt_score_updated": None,
+                "extra_fields_json": '{"rubric":"x"}',
+            }
+        ],
+        "dt_started": "2025-03-04T05:00:00Z",
+        "dt_completed": None,
+        "dt_saved": "2025-03-04T05:06:00Z",
+        "dt_updated": None,
+        "observed_at": 1741064767890,
+        "source": {
+            "connector_name": "learnosity-scores",
+            "api_version": "v2025.2.LTS",
+            "connector_version": "0.1.0",
+        },
+        "extra_fields_json": '{"a_field_added_later":{"nested":[1,2]}}',
+    }
+    assert type(event["subscores"][0]["num_attempted"]) is int
+
+
+def test_a_sparse_record_maps_to_nulls() -> None:
+    sparse = {"session_id": "s", "user_id": "u", "activity_id": "a", "status": "Incomplete"}
+    event = event_of(sparse)
+    for name in ("score", "max_score", "subscores", "responses", "dt_saved", "extra_fields_json"):
+        assert event[name] is None, name
+
+
+def test_a_status_change_names_the_previous_status() -> None:
+    state = SessionState()
+    detector = ChangeDetector()
+    state.apply(detector.detect([{**RECORD, "status": "Incomplete"}], state).updates)
+    (change,) = detector.detect([RECORD], state).changes
+    event = change_to_event(change, OBSERVED, SOURCE)
+    assert (event["change"], event["previous_status"]) == ("status_changed", "Incomplete")
+
+
+# --- single-object encoding, checked independently ---------------------------------------------
+def crc64_avro(data: bytes) -> int:
+    """The Rabin fingerprint exactly as the Avro specification writes it out."""
+    empty = 0xC15D213AA4D7A795
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (empty & -(fp & 1))
+        table.append(fp)
+    fp = empty
+    for byte in data:
+        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
+    return fp
+
+
+def test_the_reference_crc_matches_the_avro_spec_vector() -> None:
+    # from the Avro specification's test data: fingerprint64 of the schema "null"
+    assert crc64_avro(b'"null"') == 7195948357588979594
+
+
+def test_single_object_header_is_c301_and_the_little_endian_fingerprint() -> None:
+    canonical = to_parsing_canonical_form(parse_schema(value_schema())).encode()
+    expected = b"\xc3\x01" + crc64_avro(canonical).to_bytes(8, "little")
+    data = SingleObjectEncoder().encode(event_of())
+    assert data[:10] == expected
+
+
+def test_single_object_body_reads_back_with_the_schema_file() -> None:
+    event = event_of()
+    data = SingleObjectEncoder().encode(event)
+    schema_file = Path(__file__).resolve().parents[2] / "avro" / "session_score_changed.v1.avsc"
+    schema = parse_schema(json.loads(schema_file.read_text(encoding="utf-8")))
+    decoded = schemaless_reader(io.BytesIO(data[10:]), schema, None)
+    assert decoded == {**event, "observed_at": OBSERVED}
+
+
+def test_the_decoder_reads_single_object_events() -> None:
+    event = event_of()
+    decoded = EventDecoder().decode(SingleObjectEncoder().encode(event))
+    assert decoded == {**event, "observed_at": OBSERVED}
+    assert (
+        json.loads(json.dumps(jsonable(decoded)))["observed_at"] == "2025-03-04T05:06:07.890+00:00"
+    )
+
+
+def test_the_decoder_knows_every_shipped_version() -> None:
+    decoder = EventDecoder()
+    for schema in schema_versions().values():
+        data = SingleObjectEncoder(schema).encode(event_of())
+        assert decoder.decode(data)["session_id"] == RECORD["session_id"]
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"", "starts with nothing"),
+        (b'{"json": 1}', "neither"),
+        (b"\xc3\x01" + bytes(8) + b"\x00", "unknown schema fingerprint"),
+        (b"\x00\x00\x00\x00\x01\x02", "no registry is configured"),
+    ],
+)
+def test_the_decoder_refuses_what_is_not_an_event(data: bytes, says: str) -> None:
+    with pytest.raises(EventDecodeError, match=says):
+        EventDecoder().decode(data)
+
+
+def test_a_truncated_single_object_event_is_refused() -> None:
+    data = SingleObjectEncoder().encode(event_of())
+    with pytest.raises(EventDecodeError, match="unreadable"):
+        EventDecoder().decode(data[:40])
+
+
+def test_an_event_the_schema_cannot_hold_is_not_serializable() -> None:
+    event = {**event_of(), "score": "thirty-nine"}
+    with pytest.raises(InvalidRecordError) as caught:
+        SingleObjectEncoder().encode(event)
+    assert caught.value.reason == "not_serializable"
+
+
+# --- validated records always encode -----------------------------------------------------------
+NUMBER = st.none() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+TEXT = st.none() | st.text(max_size=10)
+ANY = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.just([1])
+
+
+def record_strategy(noise: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Records with well-typed fields, each field possibly replaced by ``noise``."""
+    subscore = st.fixed_dictionaries(
+        {},
+        optional={
+            "id": TEXT | noise,
+            "title": TEXT,
+            "num_questions": st.none() | st.integers(0, 2**63 - 1) | noise,
+            "num_attempted": st.none() | st.integers(0, 100) | st.just(3.0),
+            "score": NUMBER,
+            "max_score": NUMBER | noise,
+            "attempted_max_score": NUMBER,
+            "items": st.none() | st.lists(st.text(max_size=5), max_size=3) | noise,
+            "unknown": ANY,
+        },
+    )
+    response = st.fixed_dictionaries(
+        {},
+        optional={
+            "response_id": TEXT,
+            "score": NUMBER | noise,
+            "max_score": NUMBER,
+            "attempted": st.none() | st.booleans() | noise,
+            "dt_score_updated": TEXT,
+            "unknown": ANY,
+        },
+    )
+    return st.fixed_dictionaries(
+        {
+            "session_id": st.text(min_size=1, max_size=8),
+            "user_id": st.text(min_size=1, max_size=8),
+            "activity_id": st.text(min_size=1, max_size=8) | noise,
+            "status": st.text(min_size=1, max_size=8) | noise,
+        },
+        optional={
+            "score": NUMBER | noise,
+            "max_score": NUMBER,
+            "subscores": st.none() | st.lists(subscore, max_size=3) | noise,
+            "responses": st.none() | st.lists(response, max_size=3) | noise,
+            "dt_saved": TEXT | noise,
+            "dt_updated": TEXT,
+            "unknown": ANY,
+        },
+    )
+
+
+RECORDS = record_strategy(st.nothing()) | record_strategy(ANY)
+
+
+@settings(max_examples=300)
+@given(RECORDS)
+def test_every_record_that_validates_serializes(record: dict[str, Any]) -> None:
+    result = ChangeDetector(include_responses=True).detect([record], SessionState())
+    for _, error in result.invalid:
+        assert error.reason in INVALID_REASONS
+    encoder, decoder = SingleObjectEncoder(), EventDecoder()
+    for change in result.changes:
+        event = change_to_event(change, OBSERVED, SOURCE)
+        assert decoder.decode(encoder.encode(event))["event_id"] == change.event_id
+
+
+# --- the registry path, with confluent-kafka's in-process mock registry --------------------------
+def mock_registry() -> SchemaRegistryClient:
+    return SchemaRegistryClient.new_client({"url": "mock://serde-tests"})
+
+
+def test_registry_encoding_is_confluent_wire_format_and_decodes() -> None:
+    client = mock_registry()
+    encoder = RegistryEncoder(client, "learnosity.sessions.scores")
+    encoder.register()
+    assert encoder.subject == "learnosity.sessions.scores-value"
+    assert encoder.schema_id is not None
+    event = event_of()
+    data = encoder.encode(event)
+    assert data[0] == 0 and int.from_bytes(data[1:5], "big") == encoder.schema_id
+    decoded = schemaless_reader(io.BytesIO(data[5:]), parse_schema(value_schema()), None)
+    assert decoded == {**event, "observed_at": OBSERVED}
+    decoder = EventDecoder(client=client, topic="learnosity.sessions.scores")
+    assert decoder.decode(data) == decoded
+    assert decoder.decode(SingleObjectEncoder().encode(event)) == decoded  # both, one decoder
+
+
+def test_registry_encoder_dead_letters_what_the_schema_cannot_hold() -> None:
+    encoder = RegistryEncoder(mock_registry(), "t")
+    encoder.register()
+    with pytest.raises(InvalidRecordError) as caught:
+        encoder.encode({**event_of(), "change": "vanished"})
+    assert caught.value.reason == "not_serializable"
+
+
+class RefusingRegistry:
+    """Stands in for a registry client whose register call fails as given."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def register_schema(self, subject: str, schema: Any, normalize_schemas: bool = False) -> int:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "says"),
+    [
+        (SchemaRegistryError(409, 409, "incompatible"), SchemaIncompatibleError, "incompatible"),
+        (SchemaRegistryError(401, 401, "unauthorized"), SchemaIncompatibleError, "USERNAME"),
+        (SchemaRegistryError(422, 42201, "invalid schema"), SchemaIncompatibleError, "refused"),
+        (SchemaRegistryError(503, 50003, "unavailable"), RetriableError, "503"),
+        (ConnectionError("refused"), RetriableError, "unreachable"),
+    ],
+)
+def test_registration_failures_are_classified_with_a_clear_message(
+    error: Exception, expected: type[Exception], says: str
+) -> None:
+    encoder = RegistryEncoder(mock_registry(), "scores")
+    encoder._client = RefusingRegistry(error)  # type: ignore[assignment]
+    with pytest.raises(expected, match=says) as caught:
+        encoder.register()
+    assert "scores-value" in str(caught.value)
+
+
+def test_change_kinds_match_the_schema_enum() -> None:
+    by_name = {field["name"]: field for field in value_schema()["fields"]}
+    assert by_name["change"]["type"]["symbols"] == [kind.value for kind in ChangeKind]
