@@ -119,6 +119,9 @@ class EventEncoder(Protocol):
     def encode(self, event: Mapping[str, Any]) -> bytes:
         """The value bytes of one event (``change_to_event``'s result)."""
 
+    def check(self) -> str:
+        """Read-only: can events be encoded as configured? A plain-words answer, or raise."""
+
 
 def _not_serializable(exc: Exception) -> InvalidRecordError:
     return InvalidRecordError(
@@ -137,6 +140,12 @@ class SingleObjectEncoder:
 
     def register(self) -> None:
         """Nothing to register: the fingerprint in every message names the schema."""
+
+    def check(self) -> str:
+        return (
+            "not used: events are Avro single-object encoded "
+            f"(schema fingerprint {self.header[2:].hex()})"
+        )
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
@@ -207,6 +216,35 @@ class RegistryEncoder:
                 f"schema registry unreachable while registering {self.subject!r}: "
                 f"{type(exc).__name__}"
             ) from exc
+
+    def check(self) -> str:
+        """Whether start-up registration would succeed, without registering anything."""
+        try:
+            try:
+                found = self._client.lookup_schema(self.subject, self._schema)
+                return f"subject {self.subject!r} has this schema (id {found.schema_id})"
+            except SchemaRegistryError as exc:
+                if exc.http_status_code != 404:
+                    raise
+            try:
+                compatible = self._client.test_compatibility(self.subject, self._schema)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == 404:
+                    return f"subject {self.subject!r} is new: the schema is registered at start"
+                raise
+        except SchemaRegistryError as exc:
+            raise _registry_error(exc, self.subject, "check the schema of") from exc
+        except Exception as exc:  # requests/httpx errors: unreachable
+            raise RetriableError(
+                f"schema registry unreachable while checking {self.subject!r}: {type(exc).__name__}"
+            ) from exc
+        if not compatible:
+            raise SchemaIncompatibleError(
+                f"the schema registry would refuse the event schema for subject "
+                f"{self.subject!r}: incompatible with the versions registered before. Evolve "
+                f"the schema backward-compatibly (see avro/README.md) or use a new topic."
+            )
+        return f"subject {self.subject!r}: the schema is compatible; registered at start"
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
         try:

@@ -349,3 +349,61 @@ def test_registration_failures_are_classified_with_a_clear_message(
 def test_change_kinds_match_the_schema_enum() -> None:
     by_name = {field["name"]: field for field in value_schema()["fields"]}
     assert by_name["change"]["type"]["symbols"] == [kind.value for kind in ChangeKind]
+
+
+class FakeRegistry:
+    """A registry that has nothing registered and answers compatibility as told."""
+
+    def __init__(self, compatible: bool | Exception) -> None:
+        self.compatible = compatible
+        self.registered = False
+
+    def lookup_schema(self, subject: str, schema: Any, *args: Any, **kwargs: Any) -> Any:
+        raise SchemaRegistryError(404, 40403, "Schema not found")
+
+    def test_compatibility(self, subject: str, schema: Any, *args: Any, **kwargs: Any) -> bool:
+        if isinstance(self.compatible, Exception):
+            raise self.compatible
+        return self.compatible
+
+    def register_schema(self, *args: Any, **kwargs: Any) -> int:
+        self.registered = True
+        return 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (True, "compatible; registered at start"),
+        (SchemaRegistryError(404, 40401, "Subject not found"), "is new"),
+    ],
+)
+def test_check_says_what_start_up_will_do(answer: bool | Exception, says: str) -> None:
+    encoder = RegistryEncoder(mock_registry(), "scores")
+    fake = FakeRegistry(answer)
+    encoder._client = fake  # type: ignore[assignment]
+    assert says in encoder.check()
+    assert not fake.registered  # check is read-only
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (False, SchemaIncompatibleError),
+        (SchemaRegistryError(403, 40301, "forbidden"), SchemaIncompatibleError),
+        (SchemaRegistryError(500, 50001, "boom"), RetriableError),
+        (OSError("no route"), RetriableError),
+    ],
+)
+def test_check_fails_clearly(answer: bool | Exception, expected: type[Exception]) -> None:
+    encoder = RegistryEncoder(mock_registry(), "scores")
+    encoder._client = FakeRegistry(answer)  # type: ignore[assignment]
+    with pytest.raises(expected, match="scores-value"):
+        encoder.check()
+
+
+def test_check_finds_an_already_registered_schema() -> None:
+    encoder = RegistryEncoder(mock_registry(), "scores")
+    encoder.register()
+    assert "has this schema" in encoder.check()
+    assert "single-object" in SingleObjectEncoder().check()
