@@ -18,6 +18,7 @@ from connector.errors import ConfigError, FatalError
 
 #: subcommand → (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("connector.commands.run", "run the connector until SIGTERM/SIGINT"),
     "fetch": (
         "connector.commands.fetch",
         "read-only: page through /sessions/scores and print records as JSON lines",
@@ -26,6 +27,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "connector.emulator.cli",
         "serve the Learnosity Data API emulator (the embedded default source)",
     ),
+    "tail": ("connector.commands.tail", "print the output topic's events, decoded, as JSON lines"),
+    "status": ("connector.commands.status", "print the stored cursor and state summary"),
+    "check": (
+        "connector.commands.check",
+        "check the configuration, Learnosity, Kafka and the schema registry; one line each",
+    ),
+    "reset": ("connector.commands.reset", "move the stored cursor (--to earliest|latest|TIME)"),
 }
 
 

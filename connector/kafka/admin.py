@@ -9,6 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from connector.errors import KafkaFatalError, RetriableError
+from connector.kafka.clients import make_admin
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _cleanup_policy(admin: AdminClient, topic: str, timeout: float) -> str:
 
 
 def _admin(config: dict[str, str]) -> AdminClient:
-    return AdminClient(dict(config))
+    return make_admin(dict(config))
 
 
 def ensure_topics(

@@ -15,7 +15,8 @@ import socket
 import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+
+from connector.kafka.clients import make_admin, make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class Presence:
     """Keeps this process a member of the presence group until ``close``."""
 
     def __init__(self, client_config: dict[str, str], connector_name: str, topic: str) -> None:
-        self._consumer = Consumer(
+        self._consumer = make_consumer(
             {
                 **client_config,
                 "group.id": presence_group(connector_name),
@@ -68,7 +69,7 @@ def running_instances(
     client_config: dict[str, str], connector_name: str, timeout: float = 10.0
 ) -> list[str]:
     """Client ids of the live members of the presence group (empty: nobody is running)."""
-    admin = AdminClient(dict(client_config))
+    admin = make_admin(dict(client_config))
     group = presence_group(connector_name)
     try:
         description = admin.describe_consumer_groups([group], request_timeout=timeout)[

@@ -16,9 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from connector.errors import AbortableError, KafkaFatalError, RetriableError
+from connector.kafka.clients import make_producer
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class EventProducer:
         if stats_callback is not None:
             conf["stats_cb"] = stats_callback
         self.transactional = bool(transactional_id)
-        self._producer = Producer(conf)
+        self._producer = make_producer(conf)
         self._delivery_error: KafkaError | None = None
         self._fatal_error: KafkaError | None = None
         self._in_transaction = False

@@ -6,10 +6,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
 
 from connector.errors import KafkaFatalError
+from connector.kafka.clients import make_consumer
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,12 @@ class Received:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
     timestamp_ms: int
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value or "").encode()
 
 
 def read_topic(
@@ -37,7 +45,7 @@ def read_topic(
     Stops after ``max_messages``, or once nothing arrived for ``idle_timeout`` seconds
     (None: never; the caller stops by closing the generator).
     """
-    consumer = Consumer(
+    consumer = make_consumer(
         {
             **client_config,
             "group.id": f"reader-{uuid.uuid4()}",  # a throwaway group: never commits
@@ -68,13 +76,17 @@ def read_topic(
                 raise KafkaFatalError(f"reading {topic!r}: {error.str()}")
             last = time.monotonic()
             seen += 1
+            raw_headers: Any = message.headers() or []
+            headers: list[tuple[str, Any]] = (
+                list(raw_headers.items()) if isinstance(raw_headers, dict) else list(raw_headers)
+            )
             yield Received(
                 topic,
-                message.partition(),
-                message.offset(),
+                message.partition() or 0,
+                message.offset() or 0,
                 message.key(),
                 message.value(),
-                tuple((k, v or b"") for k, v in (message.headers() or [])),
+                tuple((name, _as_bytes(value)) for name, value in headers),
                 message.timestamp()[1],
             )
     finally:

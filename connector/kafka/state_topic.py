@@ -18,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from connector.errors import KafkaFatalError, RetriableError
+from connector.kafka.clients import make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def read_compacted(
     Uses ``read_committed`` so aborted or still-open transactions are never seen, and
     partition EOF events to know where the end is. Returns the number of entries read.
     """
-    consumer = Consumer(
+    consumer = make_consumer(
         {
             **client_config,
             "group.id": f"state-restore-{uuid.uuid4()}",  # never committed: offsets unused

@@ -1,0 +1,178 @@
+"""``learnosity-connector run``: the connector, until SIGTERM or SIGINT.
+
+Start-up order matters and is fixed here: settings (fail fast), the HTTP endpoints (so
+probes answer while we start), topics, the producer's transactional id (fencing older
+instances), state restore, schema registration, and only then the first fetch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+
+from connector.changes.state import SessionState, decode_entry
+from connector.cli import add_config_options
+from connector.commands.common import load_for_command
+from connector.kafka.admin import TopicSpec, ensure_topics
+from connector.kafka.presence import Presence
+from connector.kafka.producer import EventProducer
+from connector.kafka.serde import build_encoder
+from connector.kafka.state_topic import CURSOR_KEY, StoredCursor, read_compacted
+from connector.learnosity.client import DataApiClient
+from connector.learnosity.fetcher import Fetcher
+from connector.learnosity.paging import Pager
+from connector.observability.health import Health, HealthServer
+from connector.observability.metrics import Metrics
+from connector.runner import Runner
+from connector.settings import Delivery, Settings, StartFrom
+
+log = logging.getLogger("connector.run")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add_config_options(parser)
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    rf = settings.kafka_topic_replication_factor
+    return [
+        TopicSpec(settings.kafka_topic, settings.kafka_topic_partitions, rf),
+        TopicSpec(settings.kafka_dlq_topic, settings.kafka_topic_partitions, rf),
+        # one partition: the cursor and every session entry in one ordered log
+        TopicSpec(settings.state_topic, 1, rf, {"cleanup.policy": "compact"}),
+    ]
+
+
+def restore_state(settings: Settings) -> tuple[SessionState, StoredCursor | None, int]:
+    state = SessionState()
+    cursor: list[StoredCursor] = []
+
+    def on_entry(key: bytes, value: bytes | None) -> None:
+        if key == CURSOR_KEY:
+            if value is not None:
+                cursor[:] = [StoredCursor.decode(value)]
+            return
+        state.restore_entry(*decode_entry(key, value))
+
+    count = read_compacted(settings.kafka_client_config(), settings.state_topic, on_entry)
+    return state, (cursor[0] if cursor else None), count
+
+
+def _install_signal_handlers(stop: threading.Event, shutdown_timeout: float) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set():
+            return
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+        # the bound on a graceful shutdown: past it, leave at once (the open transaction
+        # is aborted by the broker or the next instance; nothing committed is lost)
+        timer = threading.Timer(shutdown_timeout, _hard_exit)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _hard_exit() -> None:
+    log.error("graceful shutdown took too long; exiting")
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_for_command(args, need_kafka=True)
+    stop = threading.Event()
+    _install_signal_handlers(stop, settings.shutdown_timeout_seconds)
+    metrics = Metrics(settings.learnosity_api_version)
+    health = Health()
+    server = HealthServer(settings.http_port, metrics, health).start()
+    client: DataApiClient | None = None
+    producer: EventProducer | None = None
+    presence: Presence | None = None
+    try:
+        kafka_config = settings.kafka_client_config()
+        ensure_topics(kafka_config, topic_specs(settings))
+        transactional = settings.kafka_delivery is Delivery.EXACTLY_ONCE
+        producer = EventProducer(
+            {**kafka_config, "statistics.interval.ms": "15000"},
+            transactional_id=settings.transactional_id if transactional else None,
+            stats_callback=metrics.librdkafka_stats,
+        )
+        health.set_kafka_probe(producer.reachable)
+        producer.init()  # fences an older instance before we read its state
+        presence = Presence(kafka_config, settings.connector_name, settings.state_topic).start()
+        started = time.monotonic()
+        state, cursor, entries = restore_state(settings)
+        metrics.restore_duration.set(time.monotonic() - started)
+        metrics.sessions_tracked.set(len(state))
+        if cursor is not None:
+            metrics.set_position(cursor.position)
+        log.info(
+            "state restored",
+            extra={
+                "sessions": len(state),
+                "entries": entries,
+                "cursor": cursor.next_token if cursor else None,
+                "seconds": round(time.monotonic() - started, 2),
+            },
+        )
+        health.restored = True
+        encoder = build_encoder(settings)
+        encoder.register()
+        client = DataApiClient.from_settings(settings, observer=metrics, stop=stop)
+        start_from = (
+            StartFrom.parse(cursor.start_from)
+            if cursor is not None and cursor.next_token is None and cursor.start_from
+            else settings.learnosity_start_from
+        )
+
+        def make_pager(token: str | None) -> Pager:
+            pager = Pager.from_settings(settings, cursor=token, now=datetime.now(UTC))
+            if token is None:
+                pager = Pager(pager.filters, start_from, limit=pager.limit, now=datetime.now(UTC))
+            return pager
+
+        def make_fetcher(token: str | None) -> Fetcher:
+            assert client is not None
+            return Fetcher(
+                client,
+                make_pager,
+                token,
+                poll_interval=settings.learnosity_poll_interval_seconds,
+                stop=stop,
+                on_stall=lambda p: log.warning(
+                    "stalled cursor: the same token and records came back",
+                    extra={"cursor": p.cursor},
+                ),
+            )
+
+        Runner(
+            settings,
+            producer=producer,
+            encoder=encoder,
+            state=state,
+            cursor=cursor,
+            make_fetcher=make_fetcher,
+            metrics=metrics,
+            health=health,
+            stop=stop,
+        ).run()
+        log.info("stopped")
+        return 0
+    finally:
+        stop.set()
+        if presence is not None:
+            presence.close()
+        if producer is not None:
+            producer.close()
+        if client is not None:
+            client.close()
+        server.stop()

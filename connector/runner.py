@@ -1,0 +1,272 @@
+"""The connector's loop, and the only place that orders side effects.
+
+    restore   init_transactions (fences older instances, ends their open transactions),
+              then read the state topic back: fingerprints and the committed cursor
+    fetch     the Fetcher thread pages through the Data API ahead of us
+    detect    each page against committed state + this batch's pending updates (pure)
+    produce   events and dead letters into the open transaction
+    commit    once per commit interval, when caught up, or when the batch is large:
+              the batch's fingerprint entries and the cursor go into the same
+              transaction, which is then committed
+    apply     only after a successful commit do the in-memory state and cursor change
+
+A failure between produce and commit leaves an open transaction that the broker aborts
+(or the next instance's init_transactions does): the next run re-reads from the last
+committed cursor and decides again against the last committed fingerprints. Nothing is
+lost and, for ``read_committed`` consumers, nothing is duplicated.
+
+Errors by recovery action: RetriableError/AbortableError → abort, rewind the fetcher
+to the committed cursor, go on; FatalError → stop with one clear line (exit 1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from connector import __version__
+from connector.changes.detector import ChangeDetector
+from connector.changes.event import change_to_event, source_fields
+from connector.changes.state import SessionEntry, SessionState, encode_entry
+from connector.errors import AbortableError, ConnectorError, FatalError, RetriableError
+from connector.kafka.producer import EventProducer
+from connector.kafka.serde import EventEncoder
+from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
+from connector.learnosity.fetcher import Fetched, Fetcher
+from connector.learnosity.paging import Step
+from connector.models import Change, EventSource, Page
+from connector.observability.health import Health
+from connector.observability.metrics import Metrics
+from connector.settings import Settings
+
+log = logging.getLogger("connector.runner")
+
+#: commit early when a batch holds this many records, to bound memory and replay time
+MAX_BATCH_RECORDS = 20_000
+#: the main loop wakes at least this often to beat the liveness heartbeat
+TICK_SECONDS = 1.0
+
+
+@dataclass
+class Batch:
+    """Everything one transaction will commit, kept apart from committed state."""
+
+    cursor: str | None
+    position: float | None
+    started: float = field(default_factory=time.monotonic)
+    updates: dict[str, SessionEntry] = field(default_factory=dict)
+    changes: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    repeats: int = 0
+    records: int = 0
+    cursor_moved: bool = False
+
+    @property
+    def dirty(self) -> bool:
+        return self.cursor_moved or bool(self.updates) or bool(self.dead_letters)
+
+
+def record_position(record: object) -> float | None:
+    """A record's updated time (Unix seconds), from the fields the service sends."""
+    if not isinstance(record, dict):
+        return None
+    for name in ("dt_updated", "dt_saved", "dt_completed", "dt_started"):
+        value = record.get(name)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
+
+
+class Runner:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        producer: EventProducer,
+        encoder: EventEncoder,
+        state: SessionState,
+        cursor: StoredCursor | None,
+        make_fetcher: Callable[[str | None], Fetcher],
+        metrics: Metrics,
+        health: Health,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.encoder = encoder
+        self.state = state
+        self.detector = ChangeDetector(
+            include_responses=settings.learnosity_include_response_scores
+        )
+        self.metrics = metrics
+        self.health = health
+        self.stop = stop
+        self._clock = clock
+        self._make_fetcher = make_fetcher
+        self.committed_cursor = cursor.next_token if cursor else None
+        self.committed_position = cursor.position if cursor else None
+        self._commit_interval = settings.kafka_commit_interval_ms / 1000
+        # mapped once: every event shares the same read-only source dict
+        self._source = source_fields(
+            EventSource(settings.connector_name, settings.learnosity_api_version, __version__)
+        )
+
+    # --- the loop -----------------------------------------------------------------------
+    def run(self) -> None:
+        fetcher = self._make_fetcher(self.committed_cursor)
+        fetcher.start()
+        batch = self._new_batch()
+        try:
+            while not self.stop.is_set():
+                self.health.beat()
+                wait = max(
+                    0.0, min(TICK_SECONDS, batch.started + self._commit_interval - self._clock())
+                )
+                item = fetcher.get(timeout=wait if batch.dirty else TICK_SECONDS)
+                try:
+                    caught_up = self._take(item, batch) if item is not None else False
+                    if batch.dirty and (
+                        caught_up
+                        or batch.records >= MAX_BATCH_RECORDS
+                        or self._clock() - batch.started >= self._commit_interval
+                    ):
+                        self._commit(batch)
+                        batch = self._new_batch()
+                except (AbortableError, RetriableError) as exc:
+                    self._abort(exc)
+                    fetcher.rewind(self.committed_cursor)
+                    batch = self._new_batch()
+            self._finish(batch)
+        finally:
+            fetcher.join(timeout=2.0)
+
+    def _new_batch(self) -> Batch:
+        return Batch(self.committed_cursor, self.committed_position, started=self._clock())
+
+    def _take(self, item: Fetched, batch: Batch) -> bool:
+        """Process one fetched page into the batch; True when the source is caught up."""
+        if item.error is not None:
+            if isinstance(item.error, ConnectorError):
+                raise item.error
+            raise FatalError(f"the fetcher failed: {item.error!r}") from item.error
+        assert item.page is not None and item.step is not None
+        self.health.first_poll = True
+        if item.step is Step.STALLED:
+            self.metrics.stalled_cursor.inc()
+            return True
+        self._process(item.page, batch)
+        if item.cursor != batch.cursor:
+            batch.cursor = item.cursor
+            batch.cursor_moved = True
+        return item.step is not Step.MORE
+
+    def _process(self, page: Page, batch: Batch) -> None:
+        batch.records += len(page.records)
+        self.metrics.records_fetched.inc(len(page.records))
+        for record in reversed(page.records):
+            if (position := record_position(record)) is not None:
+                batch.position = position
+                break
+        result = self.detector.detect(page.records, self.state, batch.updates)
+        observed_at = datetime.now(UTC)
+        for change in result.changes:
+            self._produce_change(change, observed_at)
+            batch.changes[change.kind] = batch.changes.get(change.kind, 0) + 1
+        for record, error in result.invalid:
+            self._produce_dead_letter(record, error, batch.cursor)
+            batch.dead_letters[error.reason] = batch.dead_letters.get(error.reason, 0) + 1
+        batch.updates.update(result.updates)
+        batch.repeats += result.repeats
+
+    def _produce_change(self, change: Change, observed_at: datetime) -> None:
+        event = change_to_event(change, observed_at, self._source)
+        try:
+            value = self.encoder.encode(event)
+        except ConnectorError as exc:  # a record the schema cannot carry: dead-letter it
+            self._produce_dead_letter(change.record.raw, exc, self.committed_cursor)
+            return
+        self.producer.produce(self.settings.kafka_topic, change.user_id.encode(), value)
+
+    def _produce_dead_letter(self, record: object, error: Exception, cursor: str | None) -> None:
+        key = record.get("session_id") if isinstance(record, dict) else None
+        headers = [
+            ("error.class", type(error).__name__.encode()),
+            ("error.reason", str(getattr(error, "reason", "invalid_record")).encode()),
+            ("error.message", str(error)[:1000].encode()),
+            ("cursor", (cursor or "").encode()),
+            ("connector.version", __version__.encode()),
+        ]
+        value = json.dumps(record, ensure_ascii=False, default=str).encode()
+        self.producer.produce(
+            self.settings.kafka_dlq_topic, str(key).encode() if key else None, value, headers
+        )
+
+    # --- commit -------------------------------------------------------------------------
+    def _commit(self, batch: Batch) -> None:
+        started = self._clock()
+        if not self.producer.transactional:
+            self.producer.flush()  # at least once: events are delivered before state moves
+        for session_id, entry in batch.updates.items():
+            key, value = encode_entry(session_id, entry)
+            self.producer.produce(self.settings.state_topic, key, value)
+        cursor = StoredCursor(
+            next_token=batch.cursor,
+            position=batch.position,
+            committed_at=StoredCursor.now(),
+            connector_version=__version__,
+        )
+        self.producer.produce(self.settings.state_topic, CURSOR_KEY, cursor.encode())
+        self.producer.commit()
+        # committed: now, and only now, the in-memory state follows
+        self.state.apply(batch.updates)
+        self.committed_cursor = batch.cursor
+        self.committed_position = batch.position
+        self._count_committed(batch, self._clock() - started)
+
+    def _count_committed(self, batch: Batch, seconds: float) -> None:
+        m = self.metrics
+        m.transactions.labels("committed").inc()
+        m.commit_duration.observe(seconds)
+        for kind, count in batch.changes.items():
+            m.changes_emitted.labels(kind).inc(count)
+        for reason, count in batch.dead_letters.items():
+            m.dead_letters.labels(reason).inc(count)
+        m.repeats_dropped.inc(batch.repeats)
+        m.sessions_tracked.set(len(self.state))
+        m.set_position(batch.position)
+        self.health.kafka_ok()
+        log.debug(
+            "committed",
+            extra={
+                "records": batch.records,
+                "changes": sum(batch.changes.values()),
+                "cursor": batch.cursor,
+            },
+        )
+
+    def _abort(self, exc: Exception) -> None:
+        log.warning(
+            "transaction aborted; re-reading from the committed cursor",
+            extra={"error": str(exc), "cursor": self.committed_cursor},
+        )
+        self.metrics.transactions.labels("aborted").inc()
+        self.producer.abort()
+
+    def _finish(self, batch: Batch) -> None:
+        """On shutdown: commit what is complete, within the shutdown bound."""
+        if not batch.dirty:
+            return
+        try:
+            self._commit(batch)
+            log.info("committed the last batch before shutdown", extra={"cursor": batch.cursor})
+        except (AbortableError, RetriableError) as exc:
+            self._abort(exc)
