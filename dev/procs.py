@@ -7,6 +7,7 @@ stops the JVMs in order.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ def require_tool(name: str, hint: str) -> str:
     return path
 
 
+@functools.cache  # one `java -version` per process, not one per component
 def java_executable() -> str:
     """`$JAVA_HOME/bin/java` when JAVA_HOME is set, else `java` from PATH; must be Java 17+."""
     java_home = os.environ.get("JAVA_HOME")

@@ -103,21 +103,23 @@ def up(state_dir: Path) -> None:
     log_dir = state_dir / "logs"
     shutil.rmtree(log_dir, ignore_errors=True)
     data_root = Path(tempfile.mkdtemp(prefix="learnosity-stack-"))
-    broker = new_broker(data_root=data_root, log_dir=log_dir / "kafka", die_with_parent=False)
-    registry = new_registry(data_root=data_root, log_dir=log_dir, die_with_parent=False)
+    started: list[KafkaBroker | SchemaRegistry] = []  # what to stop if start-up fails
     try:
-        started = time.monotonic()
+        broker = new_broker(data_root=data_root, log_dir=log_dir / "kafka", die_with_parent=False)
+        registry = new_registry(data_root=data_root, log_dir=log_dir, die_with_parent=False)
+        launched = time.monotonic()
         # Both JVMs start together: on two cores that beats starting them in turn.
-        broker.launch()
-        registry.launch()
+        for component in (broker, registry):
+            started.append(component)
+            component.launch()
         _write_state(state_dir, data_root, broker, registry)
         broker.await_ready()
-        broker_ready = time.monotonic() - started
+        broker_ready = time.monotonic() - launched
         registry.await_ready()
-        registry_ready = time.monotonic() - started
+        registry_ready = time.monotonic() - launched
     except BaseException:
-        broker.close()
-        registry.close()
+        for component in started:
+            component.close()
         shutil.rmtree(data_root, ignore_errors=True)
         (state_dir / "state.json").unlink(missing_ok=True)
         raise
