@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: help venv lint typecheck unit integration test demo stack-up stack-down bench clean
+.PHONY: help venv lint typecheck tools unit integration test demo stack-up stack-down bench clean
 
 help:
 	@echo "make demo        emulator + local Kafka + schema registry + connector, then decoded events"
@@ -32,13 +32,18 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# Helm, kubernetes-validate, hadolint and checkov for the chart and image checks; cached
+# outside the repo, a no-op once installed
+tools:
+	bash tools/install.sh >/dev/null
+
 unit: venv
 	$(BIN)/pytest tests/unit
 
 integration: venv
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck
+test: lint typecheck tools
 	$(BIN)/pytest tests
 
 stack-up: venv
