@@ -146,6 +146,12 @@ def stop(pid: int, *, proc: subprocess.Popen[bytes] | None = None, timeout: floa
             time.sleep(POLL_SECONDS)
     if proc is not None:
         proc.wait(timeout=10)
+        return
+    # Not our child: init reaps it. Give it a moment, so `ps` right after `make stack-down`
+    # shows no zombie (bounded; a slow reaper is not an error).
+    deadline = time.monotonic() + 5.0
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS)
 
 
 def wait_until(

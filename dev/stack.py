@@ -5,7 +5,8 @@
     python -m dev.stack status   say what runs, and where
 
 `up` returns once both answer real client calls; the JVMs outlive it. What `down` needs to
-find them again is in `.stack/state.json`; `.stack/env` holds KEY=VALUE lines for clients:
+find them again is in `.stack/state.json` (the folder is `--dir`, else $CONNECTOR_STACK_DIR,
+else `.stack` in the repo); `.stack/env` holds KEY=VALUE lines for clients:
 
     KAFKA_BOOTSTRAP_SERVERS           PLAINTEXT listener, host:port
     KAFKA_SASL_SSL_BOOTSTRAP_SERVERS  SASL_SSL listener (SCRAM over TLS), host:port
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -40,7 +42,9 @@ from dev.procs import java_executable, pid_alive, stop
 from dev.registry import SchemaRegistry
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DIR = REPO / ".stack"
+# CONNECTOR_STACK_DIR lets a second stack (or a test of `make stack-up`) live beside the
+# one a developer already runs.
+DEFAULT_DIR = Path(os.environ.get("CONNECTOR_STACK_DIR") or REPO / ".stack")
 
 Announce = Callable[[str], None]
 
@@ -202,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dev.stack", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument(
-        "--dir", type=Path, default=DEFAULT_DIR, help="state folder (default: .stack in the repo)"
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help="state folder (default: $CONNECTOR_STACK_DIR, else .stack in the repo)",
     )
     args = parser.parse_args(argv)
     try:
