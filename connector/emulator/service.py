@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import threading
@@ -87,6 +88,9 @@ class Emulator:
         self.store = SessionStore()
         self.truth = TruthLog(config.truth_path, keep_in_memory=config.keep_truth_in_memory)
         self.workload = self._make_workload(config)
+        # The initial sessions live as long as the process: keep them out of every future
+        # garbage collection, which would otherwise walk them all again and again.
+        gc.freeze()
         self.faults = FaultInjector(config.faults, seed=config.workload.seed)
         self.endpoint = ScoresEndpoint(
             self.store,

@@ -86,10 +86,18 @@ class SessionStore:
         if self._stale >= COMPACT_MIN_STALE and self._stale * 2 >= len(self._entries):
             self.compact()
 
-    def extend(self, states: Iterable[SessionState]) -> None:
-        """Bulk :meth:`put` of new sessions already in ascending, unique time order."""
+    def extend(self, states: list[SessionState]) -> None:
+        """Bulk :meth:`put` of *new* sessions already in ascending, unique time order."""
+        last, current = self.last_us, self._current
         for state in states:
-            self.put(state)
+            if state.updated_us <= last or state.session_id in current:
+                raise ValueError("extend takes new sessions in strictly ascending time order")
+            last = state.updated_us
+            current[state.session_id] = state
+            self._by_user.setdefault(state.user_id, []).append(state.session_id)
+        self._times.extend(s.updated_us for s in states)
+        self._entries.extend(states)
+        self.last_us = last
 
     def compact(self) -> None:
         live = [s for s in self._entries if not s.superseded]

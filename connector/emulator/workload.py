@@ -18,6 +18,7 @@ the server reads the store from its event loop.
 
 from __future__ import annotations
 
+import gc
 import random
 import threading
 import time
@@ -77,6 +78,28 @@ class WorkloadConfig:
     history_days: float = 7.0
     new_sessions_per_second: float = 0.0
     changes_per_second: float = 0.0
+
+
+def _cumulative(weights: tuple[tuple[str, int], ...]) -> list[tuple[float, str]]:
+    total = sum(w for _, w in weights)
+    out, running = [], 0
+    for name, weight in weights:
+        running += weight
+        out.append((running / total, name))
+    return out
+
+
+def _pick(thresholds: list[tuple[float, str]], draw: float) -> str:
+    for threshold, name in thresholds:
+        if draw < threshold:
+            return name
+    return thresholds[-1][1]
+
+
+def _uuid(bits: int) -> str:
+    """A version-4 UUID string from 128 random bits."""
+    h = f"{bits:032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[bits & 3]}{h[17:20]}-{h[20:]}"
 
 
 class _Pool:
@@ -173,43 +196,84 @@ class Workload:
         """``count`` sessions updated over the past ``history_days``, generated in order."""
         if count <= 0:
             return
-        rng, catalog = self.rng, self.catalog
         end = self._now_us()
         span = max(int(history_days * 86_400_000_000), count)
         start = max(end - span, self.store.last_us + 1)
         step = max((end - start) // count, 1)
-        statuses = [s for s, _ in INITIAL_STATUS_WEIGHTS]
-        weights = [w for _, w in INITIAL_STATUS_WEIGHTS]
-        drawn = rng.choices(statuses, weights, k=count)
-        users, activities = catalog.users, catalog.activities
+        # A million new objects would trigger hundreds of useless full collections.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            states = self._generate(count, start, step)
+        finally:
+            if collecting:
+                gc.enable()
         with self._locked():
-            for index in range(count):
-                updated = start + index * step + rng.randrange(step)
-                activity = activities[rng.randrange(len(activities))]
-                status = drawn[index]
-                started = updated - rng.randrange(60_000_000, 7_200_000_000)
-                if status == INCOMPLETE:
-                    marks = unscored_marks(activity)
-                elif status == PENDING_SCORING:
-                    marks = catalog.pending(rng, activity)
-                else:
-                    marks = catalog.scored(rng, activity)
-                state = SessionState(
-                    session_id=uuid_from(rng),
-                    user_id=users[rng.randrange(len(users))],
-                    activity=activity,
-                    status=status,
-                    marks=marks,
-                    score=total_score(marks) if status != INCOMPLETE else None,
-                    max_score=activity.max_score,
-                    started_us=started,
-                    saved_us=updated,
-                    completed_us=None if status == INCOMPLETE else updated,
-                    updated_us=updated,
-                )
-                self.store.put(state)
-                self._track(state, new=True)
+            self.store.extend(states)
+            self._all.extend(s.session_id for s in states)
+            for state in states:
+                if state.status == INCOMPLETE:
+                    self._incomplete.add(state.session_id)
+                elif state.status == PENDING_SCORING:
+                    self._pending.add(state.session_id)
                 self.truth.change(changes.CREATED, state, initial=True)
+
+    def _generate(self, count: int, start: int, step: int) -> list[SessionState]:
+        """The hot loop of start-up (a million sessions should take seconds): plain
+        ``random()`` draws, marks from the catalog's pools, positional construction."""
+        catalog = self.catalog
+        thresholds = _cumulative(INITIAL_STATUS_WEIGHTS)
+        users = catalog.users
+        prepared = [
+            (
+                a,
+                unscored_marks(a),
+                [(m, total_score(m)) for m in catalog.scored_pool[id(a)]],
+                catalog.pending_pool[id(a)],
+            )
+            for a in catalog.activities
+        ]
+        n_users, n_activities = len(users), len(prepared)
+        # The session id's 128 random bits also pick everything else about the session:
+        # one draw per session (modulo bias is negligible at these widths).
+        completed_below = int(thresholds[0][0] * 1024)
+        draw_bits = self.rng.getrandbits
+        states: list[SessionState] = []
+        append = states.append
+        for index in range(count):
+            word = draw_bits(128)
+            updated = start + index * step + ((word >> 70) & 0xFFFFFFFF) % step
+            activity, unscored, scored, pending = prepared[((word >> 10) & 0xFFFFF) % n_activities]
+            marks_pick = (word >> 50) & 0xFFFFF
+            bucket = word & 1023
+            score = None
+            if bucket < completed_below:
+                status = COMPLETED
+                marks, score = scored[marks_pick % len(scored)]
+            else:
+                status = _pick(thresholds, bucket / 1024)
+                if status == INCOMPLETE:
+                    marks = unscored
+                elif status == PENDING_SCORING:
+                    marks = pending[marks_pick % len(pending)]
+                else:
+                    marks, score = scored[marks_pick % len(scored)]
+            append(
+                SessionState(
+                    _uuid(word),
+                    users[((word >> 26) & 0xFFFFFF) % n_users],
+                    activity,
+                    status,
+                    marks,
+                    score,
+                    activity.max_score,
+                    updated - 60_000_000 - ((word >> 102) & 0x3FFFFFF) * 100,
+                    updated,
+                    None if status == INCOMPLETE else updated,
+                    updated,
+                )
+            )
+        return states
 
     # --- changes, one at a time (tests call these) ----------------------------------
     def create(self, user_id: str | None = None, activity_id: str | None = None) -> SessionState:
