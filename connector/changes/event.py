@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from connector.models import Change, EventSource
@@ -45,6 +45,20 @@ SUBSCORE_FIELDS: Final = frozenset(
 RESPONSE_FIELDS: Final = frozenset(
     ("response_id", "score", "max_score", "attempted", "dt_score_updated")
 )
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_millis(moment: datetime) -> int:
+    """Milliseconds since the Unix epoch, exactly (float seconds can be 1 ms off).
+
+    A naive datetime is read as UTC, as fastavro reads it for ``timestamp-millis``.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def source_fields(source: EventSource) -> dict[str, str]:
@@ -83,7 +97,7 @@ def change_to_event(
         "dt_completed": get("dt_completed"),
         "dt_saved": get("dt_saved"),
         "dt_updated": get("dt_updated"),
-        "observed_at": int(observed_at.timestamp() * 1000),
+        "observed_at": epoch_millis(observed_at),
         "source": source_fields(source) if isinstance(source, EventSource) else source,
         "extra_fields_json": _extra(raw, RECORD_FIELDS),
     }

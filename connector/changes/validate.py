@@ -54,13 +54,92 @@ def validate(item: Any) -> ScoreRecord:
         raise invalid("status: missing or empty", "missing_field")
     if not isinstance(status, str):
         raise invalid(f"status: {_json_type(status)}, expected a string", "wrong_type")
+    if not plainly_valid(item):  # the common case costs one pass without calls
+        check_fields(item)
+    return ScoreRecord(session_id, user_id, activity_id, status, item)
+
+
+def check_fields(item: Mapping[str, Any]) -> None:
+    """The precise checks of every modeled field but the ids; raises on the first problem."""
     for name in ("score", "max_score"):
         check_number(item.get(name), name)
     for name in TIME_FIELDS:
         check_optional_str(item.get(name), name)
     _check_list_of_objects(item.get("subscores"), "subscores", _check_subscore)
     _check_list_of_objects(item.get("responses"), "responses", _check_response)
-    return ScoreRecord(session_id, user_id, activity_id, status, item)
+
+
+# --- the fast path: True only when check_fields would pass; False means "look closer" ----
+#: ints up to 2**53 are exact doubles; larger ones take the precise path
+_SAFE_INT: Final = 2**53
+
+
+def _plain_number(value: Any) -> bool:
+    kind = type(value)
+    if kind is float:
+        return bool(value - value == 0.0)  # False for inf and nan
+    return kind is int and -_SAFE_INT <= value <= _SAFE_INT
+
+
+def _plain_count(value: Any) -> bool:
+    return type(value) is int and LONG_MIN <= value <= LONG_MAX
+
+
+def plainly_valid(item: Mapping[str, Any]) -> bool:
+    get = item.get
+    for name in ("score", "max_score"):
+        value = get(name)
+        if value is not None and not _plain_number(value):
+            return False
+    for name in TIME_FIELDS:
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    subscores = get("subscores")
+    if subscores is not None and (
+        type(subscores) is not list or not all(_plain_subscore(s) for s in subscores)
+    ):
+        return False
+    responses = get("responses")
+    return responses is None or (
+        type(responses) is list and all(_plain_response(r) for r in responses)
+    )
+
+
+def _plain_subscore(subscore: Any) -> bool:
+    if type(subscore) is not dict:
+        return False
+    get = subscore.get
+    for name in ("id", "title"):
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    for name in ("num_questions", "num_attempted"):
+        value = get(name)
+        if value is not None and not _plain_count(value):
+            return False
+    for name in ("score", "max_score", "attempted_max_score"):
+        value = get(name)
+        if value is not None and not _plain_number(value):
+            return False
+    items = get("items")
+    return items is None or (type(items) is list and all(type(i) is str for i in items))
+
+
+def _plain_response(response: Any) -> bool:
+    if type(response) is not dict:
+        return False
+    get = response.get
+    for name in ("response_id", "dt_score_updated"):
+        value = get(name)
+        if value is not None and type(value) is not str:
+            return False
+    for name in ("score", "max_score"):
+        value = get(name)
+        if value is not None and not _plain_number(value):
+            return False
+    attempted = get("attempted")
+    return attempted is None or type(attempted) is bool
 
 
 def _required_id(item: Mapping[str, Any], name: str) -> str:

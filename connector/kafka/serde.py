@@ -20,7 +20,8 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Mapping
+import struct
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -38,7 +39,7 @@ from fastavro.schema import fingerprint as schema_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from connector import __version__
-from connector.changes.event import change_to_event, source_fields
+from connector.changes.event import change_to_event, epoch_millis, source_fields
 from connector.errors import ConnectorError, FatalError, InvalidRecordError, RetriableError
 from connector.models import EventSource
 from connector.settings import Settings
@@ -52,9 +53,11 @@ __all__ = [
     "RegistryEncoder",
     "SchemaIncompatibleError",
     "SingleObjectEncoder",
+    "UnsupportedSchemaError",
     "build_decoder",
     "build_encoder",
     "change_to_event",
+    "compile_writer",
     "jsonable",
     "schema_versions",
     "single_object_header",
@@ -123,11 +126,228 @@ class EventEncoder(Protocol):
         """Read-only: can events be encoded as configured? A plain-words answer, or raise."""
 
 
+def array_union_fields(schema: Mapping[str, Any]) -> tuple[str, ...]:
+    """Top-level fields typed ``["null", array]`` (subscores, responses)."""
+    return tuple(
+        field["name"]
+        for field in schema["fields"]
+        if isinstance(field["type"], list)
+        and any(isinstance(t, dict) and t.get("type") == "array" for t in field["type"])
+    )
+
+
+def writer_datum(event: Mapping[str, Any], array_unions: tuple[str, ...]) -> dict[str, Any]:
+    """``event`` with its nullable arrays' union branch named (fastavro tuple notation).
+
+    To pick a union branch fastavro validates the whole value against each candidate;
+    for arrays of records that walk costs about a quarter of the encoding time. Naming
+    the branch skips it. Only real lists are named, so a wrong value still fails.
+    """
+    datum = dict(event)
+    for name in array_unions:
+        value = datum.get(name)
+        if type(value) is list:
+            datum[name] = ("array", value)
+    return datum
+
+
 def _not_serializable(exc: Exception) -> InvalidRecordError:
     return InvalidRecordError(
         f"the event does not fit the Avro schema: {type(exc).__name__}: {exc}"[:500],
         reason="not_serializable",
     )
+
+
+# --- a compiled Avro writer for the shapes our schemas use ----------------------------------
+#: appends one chunk of output
+Emit = Callable[[bytes], None]
+#: writes one value of one schema
+FieldWriter = Callable[[Emit, Any], None]
+
+_LONG_MIN: Final = -(2**63)
+_LONG_MAX: Final = 2**63 - 1
+_ONE_BYTE_VARINTS: Final = [bytes((z,)) for z in range(128)]
+_NULL: Final = b"\x00"  # union branch 0 (and an empty array's end)
+_BRANCH_1: Final = b"\x02"  # union branch 1, zigzag-encoded
+_pack_double = struct.Struct("<d").pack
+_pack_branch_1_double = struct.Struct("<Bd").pack
+
+
+class UnsupportedSchemaError(ValueError):
+    """The compiled writer does not handle this schema shape (fastavro is used instead)."""
+
+
+def _varint(zigzagged: int) -> bytes:
+    if zigzagged < 128:
+        return _ONE_BYTE_VARINTS[zigzagged]
+    out = bytearray()
+    while zigzagged >= 128:
+        out.append((zigzagged & 0x7F) | 0x80)
+        zigzagged >>= 7
+    out.append(zigzagged)
+    return bytes(out)
+
+
+def _write_long(emit: Emit, value: Any) -> None:
+    if type(value) is not int or not _LONG_MIN <= value <= _LONG_MAX:
+        raise TypeError(f"long expected, got {type(value).__name__}")
+    emit(_varint((value << 1) ^ (value >> 63)))
+
+
+def _write_timestamp_millis(emit: Emit, value: Any) -> None:
+    _write_long(emit, epoch_millis(value) if isinstance(value, datetime) else value)
+
+
+def _write_double(emit: Emit, value: Any) -> None:
+    if type(value) is not float and type(value) is not int:
+        raise TypeError(f"double expected, got {type(value).__name__}")
+    emit(_pack_double(value))
+
+
+def _write_string(emit: Emit, value: Any) -> None:
+    data = value.encode()  # AttributeError for a non-str: caught as not serializable
+    emit(_varint(len(data) << 1))
+    emit(data)
+
+
+def _write_boolean(emit: Emit, value: Any) -> None:
+    if type(value) is not bool:
+        raise TypeError(f"boolean expected, got {type(value).__name__}")
+    emit(b"\x01" if value else b"\x00")
+
+
+_PRIMITIVE_WRITERS: Final[dict[str, FieldWriter]] = {
+    "string": _write_string,
+    "long": _write_long,
+    "int": _write_long,
+    "double": _write_double,
+    "boolean": _write_boolean,
+}
+
+
+def _nullable(inner: FieldWriter, inner_type: Any) -> FieldWriter:
+    if inner_type == "double":  # the commonest: one pack for branch and value
+
+        def write_nullable_double(emit: Emit, value: Any) -> None:
+            if value is None:
+                emit(_NULL)
+            elif type(value) is float or type(value) is int:
+                emit(_pack_branch_1_double(2, value))
+            else:
+                raise TypeError(f"double or null expected, got {type(value).__name__}")
+
+        return write_nullable_double
+
+    def write_nullable(emit: Emit, value: Any) -> None:
+        if value is None:
+            emit(_NULL)
+        else:
+            emit(_BRANCH_1)
+            inner(emit, value)
+
+    return write_nullable
+
+
+def _array(item: FieldWriter) -> FieldWriter:
+    def write_array(emit: Emit, value: Any) -> None:
+        if type(value) is not list:
+            raise TypeError(f"array expected, got {type(value).__name__}")
+        if value:
+            emit(_varint(len(value) << 1))  # one block holding every item
+            for element in value:
+                item(emit, element)
+        emit(_NULL)
+
+    return write_array
+
+
+def _enum(symbols: list[str]) -> FieldWriter:
+    codes = {symbol: _varint(index << 1) for index, symbol in enumerate(symbols)}
+
+    def write_enum(emit: Emit, value: Any) -> None:
+        emit(codes[value])  # KeyError for an unknown symbol
+
+    return write_enum
+
+
+def _record(fields: list[tuple[str, FieldWriter, bool]]) -> FieldWriter:
+    def write_record(emit: Emit, value: Any) -> None:
+        get = value.get
+        for name, write, nullable in fields:
+            write(emit, get(name) if nullable else value[name])
+
+    return write_record
+
+
+class _WriterCompiler:
+    """Turns a schema into nested closures; only the shapes our schema files use."""
+
+    def __init__(self) -> None:
+        self.named: dict[str, FieldWriter] = {}
+
+    def build(self, schema: Any, namespace: str = "") -> FieldWriter:
+        if isinstance(schema, str):
+            return self._reference(schema, namespace)
+        if isinstance(schema, list):
+            if len(schema) != 2 or schema[0] != "null":
+                raise UnsupportedSchemaError(f"union {schema!r}: only [null, T]")
+            return _nullable(self.build(schema[1], namespace), schema[1])
+        return self._complex(schema, namespace)
+
+    def _reference(self, name: str, namespace: str) -> FieldWriter:
+        writer = (
+            _PRIMITIVE_WRITERS.get(name)
+            or self.named.get(name)
+            or self.named.get(f"{namespace}.{name}")
+        )
+        if writer is None:
+            raise UnsupportedSchemaError(f"type {name!r}")
+        return writer
+
+    def _complex(self, schema: Mapping[str, Any], namespace: str) -> FieldWriter:
+        kind = schema.get("type")
+        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
+            return _write_timestamp_millis
+        if kind in _PRIMITIVE_WRITERS and "logicalType" not in schema:
+            return _PRIMITIVE_WRITERS[kind]
+        if kind == "array":
+            return _array(self.build(schema["items"], namespace))
+        if kind == "enum":
+            writer = _enum(schema["symbols"])
+        elif kind == "record":
+            namespace = schema.get("namespace", namespace)
+            fields = [
+                (f["name"], self.build(f["type"], namespace), f.get("default", 0) is None)
+                for f in schema["fields"]
+            ]
+            writer = _record(fields)
+        else:
+            raise UnsupportedSchemaError(f"type {kind!r}")
+        self._name(schema, namespace, writer)
+        return writer
+
+    def _name(self, schema: Mapping[str, Any], namespace: str, writer: FieldWriter) -> None:
+        name = schema["name"]
+        space = schema.get("namespace", namespace)
+        self.named[name if "." in name or not space else f"{space}.{name}"] = writer
+        self.named[name.rsplit(".", 1)[-1]] = writer
+
+
+def compile_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bytes]:
+    """A function writing one datum of ``schema`` as Avro binary, byte for byte what
+    fastavro writes, about 3x faster for our event. Raises on any value of the wrong
+    type (never writes it); fields whose default is null may be absent.
+    Raises ``UnsupportedSchemaError`` for shapes it does not know (maps, fixed, wider
+    unions, other logical types).
+    """
+    write = _WriterCompiler().build(dict(schema))
+
+    def encode(datum: Mapping[str, Any]) -> bytes:
+        chunks: list[bytes] = []
+        write(chunks.append, datum)
+        return b"".join(chunks)
+
+    return encode
 
 
 class SingleObjectEncoder:
@@ -136,7 +356,12 @@ class SingleObjectEncoder:
     def __init__(self, schema: Mapping[str, Any] | None = None) -> None:
         schema = schema if schema is not None else value_schema()
         self._parsed = parse_schema(dict(schema))
+        self._array_unions = array_union_fields(schema)
         self.header = single_object_header(schema)
+        try:
+            self._compiled: Callable[[Mapping[str, Any]], bytes] | None = compile_writer(schema)
+        except UnsupportedSchemaError:
+            self._compiled = None  # a future schema shape: fastavro handles everything
 
     def register(self) -> None:
         """Nothing to register: the fingerprint in every message names the schema."""
@@ -148,11 +373,13 @@ class SingleObjectEncoder:
         )
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
-        buffer = io.BytesIO()
-        buffer.write(self.header)
         try:
-            schemaless_writer(buffer, self._parsed, event)
-        except Exception as exc:  # fastavro raises many types for bad data
+            if self._compiled is not None:
+                return self.header + self._compiled(event)
+            buffer = io.BytesIO()
+            buffer.write(self.header)
+            schemaless_writer(buffer, self._parsed, writer_datum(event, self._array_unions))
+        except Exception as exc:  # writers raise many types for bad data
             raise _not_serializable(exc) from exc
         return buffer.getvalue()
 
@@ -203,6 +430,7 @@ class RegistryEncoder:
             client, self._schema, conf={"auto.register.schemas": True}
         )
         self._context = SerializationContext(topic, MessageField.VALUE)
+        self._array_unions = array_union_fields(schema)
         self.schema_id: int | None = None
 
     def register(self) -> None:
@@ -248,7 +476,7 @@ class RegistryEncoder:
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
         try:
-            value = self._serializer(event, self._context)
+            value = self._serializer(writer_datum(event, self._array_unions), self._context)
         except SchemaRegistryError as exc:
             raise _registry_error(exc, self.subject, "register the schema under") from exc
         except Exception as exc:  # fastavro raises many types for bad data

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
-from fastavro import parse_schema, schemaless_reader
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.utils import generate_many
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +27,9 @@ from connector.kafka.serde import (
     RegistryEncoder,
     SchemaIncompatibleError,
     SingleObjectEncoder,
+    UnsupportedSchemaError,
     change_to_event,
+    compile_writer,
     jsonable,
     schema_versions,
     value_schema,
@@ -407,3 +411,98 @@ def test_check_finds_an_already_registered_schema() -> None:
     encoder.register()
     assert "has this schema" in encoder.check()
     assert "single-object" in SingleObjectEncoder().check()
+
+
+def test_naming_the_array_branch_changes_no_byte() -> None:
+    event = event_of()
+    plain = io.BytesIO()
+    schemaless_writer(plain, parse_schema(value_schema()), event)
+    assert SingleObjectEncoder().encode(event)[10:] == plain.getvalue()
+
+
+def test_a_non_list_where_an_array_belongs_still_fails() -> None:
+    for value in ("abc", {"a": 1}, ("array", "abc")):
+        with pytest.raises(InvalidRecordError):
+            SingleObjectEncoder().encode({**event_of(), "subscores": value})
+
+
+# --- the compiled writer: byte for byte what fastavro writes ------------------------------------
+def fastavro_bytes(schema: dict[str, Any], datum: Any) -> bytes:
+    buffer = io.BytesIO()
+    schemaless_writer(buffer, parse_schema(schema), datum)
+    return buffer.getvalue()
+
+
+@settings(max_examples=200)
+@given(RECORDS)
+def test_the_compiled_writer_matches_fastavro_on_events(record: dict[str, Any]) -> None:
+    compiled = compile_writer(value_schema())
+    result = ChangeDetector(include_responses=True).detect([record], SessionState())
+    for change in result.changes:
+        event = change_to_event(change, OBSERVED, SOURCE)
+        assert compiled(event) == fastavro_bytes(value_schema(), event)
+
+
+def test_the_compiled_writer_matches_fastavro_on_random_data() -> None:
+    saved = random.getstate()
+    random.seed(99)  # fastavro's generator draws from the global random
+    try:
+        data = list(generate_many(value_schema(), 300))
+    finally:
+        random.setstate(saved)
+    compiled = compile_writer(value_schema())
+    for datum in data:
+        assert compiled(datum) == fastavro_bytes(value_schema(), datum)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"score": "39"},
+        {"score": [1]},
+        {"change": "vanished"},
+        {"session_id": None},
+        {"session_id": 5},
+        {"observed_at": 2**63},
+        {"observed_at": 1.5},
+        {"subscores": [{"num_questions": 1.5}]},
+        {"subscores": [{"num_questions": True}]},
+        {"subscores": [{"items": [1]}]},
+        {"subscores": ["x"]},
+        {"subscores": "abc"},
+        {"responses": [{"attempted": "yes"}]},
+        {"source": {"connector_name": "x"}},
+    ],
+)
+def test_the_compiled_writer_refuses_wrong_values(change: dict[str, Any]) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        SingleObjectEncoder().encode({**event_of(), **change})
+    assert caught.value.reason == "not_serializable"
+
+
+def test_a_missing_required_field_is_refused_and_a_missing_nullable_one_is_null() -> None:
+    event = event_of()
+    del event["dt_saved"]
+    decoded = EventDecoder().decode(SingleObjectEncoder().encode(event))
+    assert decoded["dt_saved"] is None
+    del event["status"]
+    with pytest.raises(InvalidRecordError):
+        SingleObjectEncoder().encode(event)
+
+
+def test_schemas_the_compiler_does_not_know_fall_back_to_fastavro() -> None:
+    schema = {
+        "type": "record",
+        "name": "Other",
+        "fields": [{"name": "tags", "type": {"type": "map", "values": "string"}}],
+    }
+    with pytest.raises(UnsupportedSchemaError):
+        compile_writer(schema)
+    data = SingleObjectEncoder(schema).encode({"tags": {"a": "b"}})
+    assert data[10:] == fastavro_bytes(schema, {"tags": {"a": "b"}})
+
+
+def test_observed_at_is_exact_to_the_millisecond() -> None:
+    # a moment where timestamp() * 1000 in floats gives ...260
+    moment = datetime(1978, 8, 4, 1, 22, 25, 261000, tzinfo=UTC)
+    assert change_to_event(change_of(RECORD), moment, SOURCE)["observed_at"] == 271041745261

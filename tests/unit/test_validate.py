@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.changes.validate import INVALID_REASONS, validate
+from connector.changes.validate import INVALID_REASONS, check_fields, plainly_valid, validate
 from connector.errors import InvalidRecordError
 
 
@@ -161,3 +161,38 @@ def test_anything_is_either_valid_or_refused_with_a_known_reason(item: Any) -> N
 
 def test_reasons_are_a_small_fixed_set() -> None:
     assert len(INVALID_REASONS) == len(set(INVALID_REASONS)) <= 8
+
+
+VALUES = JSON | st.lists(st.text(max_size=3), max_size=3) | st.just(2**60) | st.just(3.0)
+SUBSCORE_LIKE = st.dictionaries(
+    st.sampled_from(
+        ["id", "title", "num_questions", "num_attempted", "score", "max_score",
+         "attempted_max_score", "items", "x"]
+    ),
+    VALUES,
+)  # fmt: skip
+RESPONSE_LIKE = st.dictionaries(
+    st.sampled_from(["response_id", "score", "max_score", "attempted", "dt_score_updated"]),
+    VALUES,
+)
+FIELDS_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "score": VALUES,
+        "max_score": VALUES,
+        "dt_saved": VALUES,
+        "subscores": st.none() | st.lists(SUBSCORE_LIKE | VALUES, max_size=3) | VALUES,
+        "responses": st.none() | st.lists(RESPONSE_LIKE | VALUES, max_size=3) | VALUES,
+    },
+)
+
+
+@given(FIELDS_LIKE)
+def test_the_fast_path_never_accepts_what_the_precise_checks_refuse(fields: dict[str, Any]) -> None:
+    if plainly_valid(fields):
+        check_fields(fields)
+
+
+def test_the_fast_path_takes_ordinary_records() -> None:
+    assert plainly_valid(good())
+    assert plainly_valid(good(score=None, subscores=None, responses=[]))
