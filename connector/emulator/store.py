@@ -35,7 +35,8 @@ class Window:
 
 
 class SessionStore:
-    def __init__(self) -> None:
+    def __init__(self, compact_min_stale: int = COMPACT_MIN_STALE) -> None:
+        self.compact_min_stale = compact_min_stale
         self._times = array("q")
         self._entries: list[SessionState] = []
         self._current: dict[str, SessionState] = {}
@@ -83,7 +84,7 @@ class SessionStore:
         self._times.append(state.updated_us)
         self._entries.append(state)
         self.last_us = state.updated_us
-        if self._stale >= COMPACT_MIN_STALE and self._stale * 2 >= len(self._entries):
+        if self._stale >= self.compact_min_stale and self._stale * 2 >= len(self._entries):
             self.compact()
 
     def extend(self, states: list[SessionState]) -> None:
