@@ -1,0 +1,235 @@
+"""End to end: emulator → connector process → real Kafka, checked by independent readers.
+
+Every test gets its own connector identity and topics; the broker and registry are the
+session's. The emulator runs in this process without background ticking: the tests make
+every change themselves, then wait until Kafka shows it (no sleeps).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from connector.emulator.faults import FaultConfig
+from connector.emulator.service import Emulator, EmulatorConfig
+from connector.emulator.workload import WorkloadConfig
+from connector.kafka.reader import read_topic
+from dev.kafka_broker import KafkaBroker
+from tests.support.connector_proc import wait_for
+from tests.support.murmur2 import java_partition
+from tests.support.pipeline import (
+    Landed,
+    Pipeline,
+    content,
+    count_messages,
+    pipeline_env,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def start_emulator(
+    sessions: int = 400, users: int = 60, faults: FaultConfig | None = None, seed: int = 11
+) -> Emulator:
+    config = EmulatorConfig(
+        workload=WorkloadConfig(seed=seed, users=users, activities=6, sessions=sessions),
+        ticking=False,
+        rate_limit=0,
+        faults=faults or FaultConfig(),
+    )
+    return Emulator(config).start()
+
+
+@pytest.fixture
+def make_pipeline(kafka_broker: KafkaBroker, tmp_path: Path) -> Iterator:
+    made: list[Pipeline] = []
+
+    def make(**emulator_options: object) -> Pipeline:
+        emulator = start_emulator(**emulator_options)  # type: ignore[arg-type]
+        env = pipeline_env(emulator, kafka_broker.bootstrap_servers)
+        pipeline = Pipeline(emulator, dict(kafka_broker.client_config()), env, tmp_path)
+        made.append(pipeline)
+        return pipeline
+
+    yield make
+    for pipeline in made:
+        pipeline.stop_all()
+        pipeline.emulator.stop()
+
+
+def assert_stream_is_clean(landed: Landed, partitions: int = 4) -> None:
+    """No duplicate, no repeat, in order per session, keyed and partitioned like Java."""
+    ids = [e["event_id"] for e in landed.events]
+    assert len(ids) == len(set(ids)), "an event was delivered twice"
+    for events in landed.by_session().values():
+        for before, after in itertools.pairwise(events):
+            assert content(before) != content(after), "two consecutive identical events"
+            assert before["dt_updated"] <= after["dt_updated"], "events out of order"
+    for message, event in zip(landed.messages, landed.events, strict=True):
+        assert message.key == event["user_id"].encode()
+        assert message.partition == java_partition(message.key, partitions)
+
+
+def test_end_to_end_live_changes(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline()
+    connector = pipeline.connector()
+    connector.wait_ready()
+    pipeline.converge()
+    pipeline.emulator.workload.step(600)  # saves, submissions, scoring, discards
+    landed = pipeline.converge()
+    assert_stream_is_clean(landed)
+    assert len(landed.events) > len(pipeline.emulator.sessions())
+    emitted = connector.metric("learnosity_connector_changes_emitted_total")
+    assert emitted == len(landed.events), pipeline.logs()
+    assert connector.terminate() == 0, pipeline.logs()
+
+
+def test_restart_re_emits_nothing_and_misses_nothing(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline()
+    first = pipeline.connector()
+    first.wait_ready()
+    before = pipeline.converge()
+    assert first.terminate() == 0, pipeline.logs()
+
+    second = pipeline.connector()
+    second.wait_ready()
+    # it has polled from the restored cursor at least twice: all it could re-emit is out
+    wait_for(
+        lambda: second.metric("learnosity_connector_api_requests_total") >= 2,
+        30,
+        "two polls after the restart",
+    )
+    assert count_messages(pipeline.kafka_config, pipeline.topic) == len(before.events)
+
+    pipeline.emulator.workload.step(300)
+    after = pipeline.converge()
+    assert_stream_is_clean(after)
+    assert after.events[: len(before.events)] == before.events or len(after.events) > len(
+        before.events
+    )
+    assert second.terminate() == 0, pipeline.logs()
+
+
+def test_kill_9_mid_transaction_loses_and_duplicates_nothing(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    # latency keeps each transaction open across several slow pages: a wide window
+    pipeline = make_pipeline(sessions=600, faults=FaultConfig(latency_ms=40))
+    for round_ in range(3):
+        connector = pipeline.connector(KAFKA_COMMIT_INTERVAL_MS="3000")
+        connector.wait_ready()
+        pipeline.emulator.workload.step(200)
+        fetched = connector.metric("learnosity_connector_records_fetched_total")
+        wait_for(
+            lambda c=connector, f=fetched: (
+                c.metric("learnosity_connector_records_fetched_total") > f
+            ),
+            30,
+            f"records fetched in round {round_}",
+        )
+        connector.kill()  # between produce and commit, most likely: nothing committed yet
+    survivor = pipeline.connector()
+    survivor.wait_ready()
+    landed = pipeline.converge()
+    assert_stream_is_clean(landed)
+    assert survivor.terminate() == 0, pipeline.logs()
+
+
+def test_a_second_instance_fences_the_first(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline()
+    first = pipeline.connector()
+    first.wait_ready()
+    pipeline.converge()
+    second = pipeline.connector()
+    second.wait_ready()
+    pipeline.emulator.workload.step(100)  # both try to commit: only the newest may
+    assert first.wait_exit(60) == 1, pipeline.logs()
+    assert "fenced" in first.log_tail(), first.log_tail()
+    landed = pipeline.converge()
+    assert_stream_is_clean(landed)
+    assert second.alive()
+    assert second.terminate() == 0
+
+
+def test_broker_restart_is_ridden_through(make_pipeline, kafka_broker: KafkaBroker) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline()
+    connector = pipeline.connector()
+    connector.wait_ready()
+    pipeline.converge()
+    kafka_broker.stop()
+    try:
+        pipeline.emulator.workload.step(150)
+    finally:
+        kafka_broker.start()
+    landed = pipeline.converge(timeout=180)
+    assert_stream_is_clean(landed)
+    assert connector.alive(), pipeline.logs()
+    assert connector.terminate() == 0
+
+
+def test_malformed_records_go_to_the_dead_letter_topic(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline(faults=FaultConfig(malformed_rate=0.3))
+    connector = pipeline.connector()
+    connector.wait_ready()
+    pipeline.emulator.workload.step(200)
+    dlq = f"{pipeline.topic}.dlq"
+    wait_for(
+        lambda: (
+            connector.metric("learnosity_connector_dead_letters_total")
+            >= pipeline.emulator.stats()["faults"].get("malformed", 0)
+            > 0
+        ),
+        60,
+        "every malformed record to be dead-lettered",
+    )
+    dead = list(read_topic(pipeline.kafka_config, dlq, idle_timeout=1.0))
+    assert len(dead) == connector.metric("learnosity_connector_dead_letters_total")
+    headers = dict(dead[0].headers)
+    assert {"error.class", "error.reason", "error.message", "cursor", "connector.version"} <= set(
+        headers
+    )
+    assert connector.alive(), pipeline.logs()
+    assert connector.terminate() == 0
+
+
+def test_at_least_once_delivery_without_transactions(make_pipeline) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline()
+    connector = pipeline.connector(KAFKA_DELIVERY="at_least_once")
+    connector.wait_ready()
+    pipeline.emulator.workload.step(200)
+    landed = pipeline.converge()
+    assert_stream_is_clean(landed)
+    assert connector.terminate() == 0
+
+
+def test_registry_encoding_read_by_confluents_deserializer(make_pipeline, schema_registry) -> None:  # type: ignore[no-untyped-def]
+    pipeline = make_pipeline(sessions=100)
+    connector = pipeline.connector(SCHEMA_REGISTRY_URL=schema_registry.url)
+    connector.wait_ready()
+    messages = []
+    wait_for(
+        lambda: (
+            len(
+                messages[:0]
+                or messages.extend(
+                    read_topic(pipeline.kafka_config, pipeline.topic, idle_timeout=1.0)
+                )
+                or messages
+            )
+            >= 100
+        ),
+        60,
+        "100 events",
+    )
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
+    context = SerializationContext(pipeline.topic, MessageField.VALUE)
+    sessions = {s["session_id"]: s for s in pipeline.emulator.sessions()}
+    for message in messages:
+        assert message.value[:1] == b"\x00"  # Confluent wire format: magic byte, schema id
+        event = deserializer(message.value, context)
+        assert content(event) == content(sessions[event["session_id"]])
+    assert connector.terminate() == 0
