@@ -35,6 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from connector.emulator import Emulator, EmulatorConfig, WorkloadConfig
+from connector.emulator.endpoint import Reply
+from connector.emulator.http import start_server
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY, SECRET = "bench-consumer", "bench-secret"
 VERSION = "v2025.2.LTS"
@@ -44,11 +48,6 @@ _RECORDS = re.compile(rb'"records":(\d+)')
 
 # --- the servers (run in a child process) --------------------------------------------
 def serve(kind: str, sessions: int, port_file: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    from connector.emulator import Emulator, EmulatorConfig, WorkloadConfig
-    from connector.emulator.endpoint import Reply
-    from connector.emulator.http import start_server
-
     config = EmulatorConfig(
         consumer_key=KEY,
         consumer_secret=SECRET,
@@ -56,8 +55,11 @@ def serve(kind: str, sessions: int, port_file: str) -> None:
         keep_truth_in_memory=False,
         cache_records=kind != "no-cache",
         workload=WorkloadConfig(
-            sessions=sessions, users=5000, activities=40,
-            new_sessions_per_second=200, changes_per_second=1000,
+            sessions=sessions,
+            users=5000,
+            activities=40,
+            new_sessions_per_second=200,
+            changes_per_second=1000,
         ),
     )
     emulator = Emulator(config)
@@ -147,7 +149,9 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def load(port: int, clients: int, warmup: float, seconds: float, pid: int) -> dict[str, float]:
+async def load(
+    port: int, clients: int, warmup: float, seconds: float, pid: int
+) -> dict[str, float]:
     counts, stop = Counts(), asyncio.Event()
     tasks = [asyncio.create_task(client(port, counts, stop)) for _ in range(clients)]
     await asyncio.sleep(warmup)
@@ -173,8 +177,16 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, float]:
     port_file = Path(f"/tmp/bench-emulator-{os.getpid()}-{kind}.url")
     port_file.unlink(missing_ok=True)
     child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--sessions", str(args.sessions),
-         "--port-file", str(port_file)],
+        [
+            sys.executable,
+            __file__,
+            "--serve",
+            kind,
+            "--sessions",
+            str(args.sessions),
+            "--port-file",
+            str(port_file),
+        ],
     )
     try:
         os.sched_setaffinity(child.pid, {args.server_cpu})

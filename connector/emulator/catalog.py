@@ -75,7 +75,9 @@ def unscored_marks(activity: ActivityShape) -> tuple[Mark, ...]:
 def scored_marks(rng: random.Random, activity: ActivityShape) -> tuple[Mark, ...]:
     marks: list[Mark] = []
     for shape in activity.subscores:
-        attempted = shape.num_questions if rng.random() < 0.8 else rng.randint(0, shape.num_questions)
+        attempted = (
+            shape.num_questions if rng.random() < 0.8 else rng.randint(0, shape.num_questions)
+        )
         attempted_max = attempted * shape.question_max
         score = round(rng.uniform(0, attempted_max) * 2) / 2
         marks.append((attempted, score, attempted_max))
@@ -135,15 +137,12 @@ class Catalog:
         return cls.of(rng, user_ids, shapes)
 
     @classmethod
-    def of(
-        cls, rng: random.Random, users: list[str], activities: list[ActivityShape]
-    ) -> Catalog:
+    def of(cls, rng: random.Random, users: list[str], activities: list[ActivityShape]) -> Catalog:
         return cls(
             users=users,
             activities=activities,
             scored_pool={
-                id(a): [scored_marks(rng, a) for _ in range(MARK_POOL_SIZE)]
-                for a in activities
+                id(a): [scored_marks(rng, a) for _ in range(MARK_POOL_SIZE)] for a in activities
             },
             pending_pool={
                 id(a): [pending_marks(rng, a) for _ in range(MARK_POOL_SIZE // 4)]

@@ -146,7 +146,9 @@ class ScoresEndpoint:
             if name not in fields:
                 raise bad_request(f"Missing parameter: {name}")
         now = self.clock()
-        consumer = verify(self.consumers, fields["security"], fields["request"], fields["action"], now)
+        consumer = verify(
+            self.consumers, fields["security"], fields["request"], fields["action"], now
+        )
         if fields["action"] != "get":
             raise bad_request(f"Action {fields['action']!r} is not supported by this endpoint")
         if not self.limiter.allow(consumer, now):
@@ -190,9 +192,7 @@ class ScoresEndpoint:
                     how = faults.malform(record)
                     fragments[index] = json.dumps(record, ensure_ascii=False).encode()
                     if self.truth is not None:
-                        self.truth.fault(
-                            "malformed", session_id=states[index].session_id, how=how
-                        )
+                        self.truth.fault("malformed", session_id=states[index].session_id, how=how)
                         self.truth.flush()
         self.stats.pages += 1
         self.stats.records += len(states)
@@ -203,9 +203,10 @@ class ScoresEndpoint:
             return error_reply(ApiError(INTERNAL, "An internal error occurred", 200))
         if states:
             next_token = encode_token(states[-1].updated_us)
-            head = (
-                b'{"meta":{"status":true,"timestamp":%d,"records":%d,"next":"%s"},"data":['
-                % (now, len(states), next_token.encode())
+            head = b'{"meta":{"status":true,"timestamp":%d,"records":%d,"next":"%s"},"data":[' % (
+                now,
+                len(states),
+                next_token.encode(),
             )
         else:
             next_token = None

@@ -12,7 +12,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class After(Enum):
     STATUS_FALSE = "status_false"
     STALL = "stall"
     MALFORMED = "malformed"
+
+
+_Fault = TypeVar("_Fault", Before, After)
 
 
 class FaultInjector:
@@ -121,6 +124,6 @@ class FaultInjector:
             record["subscores"] = "n/a"
         return how
 
-    def _count(self, fault: Before | After) -> Any:
+    def _count(self, fault: _Fault) -> _Fault:
         self.counts[fault.value] += 1
         return fault

@@ -12,6 +12,7 @@ import asyncio
 import socket
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from connector.emulator.endpoint import Delivery, Reply
@@ -34,6 +35,40 @@ _REASONS: Final = {
     502: b"Bad Gateway",
     503: b"Service Unavailable",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    method: str
+    target: str
+    length: int
+    keep_alive: bool
+
+
+def parse_head(head: str) -> RequestHead | int:
+    """The request line and the headers that matter, or the HTTP status refusing them."""
+    lines = head.split("\r\n")
+    request_line = lines[0].split(" ")
+    if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
+        return 400
+    method, target, version = request_line
+    length = 0
+    keep_alive = version == "HTTP/1.1"
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            if not value.strip().isdigit():
+                return 400
+            length = int(value)
+        elif name == "connection":
+            option = value.strip().lower()
+            keep_alive = option == "keep-alive" or (keep_alive and option != "close")
+        elif name == "transfer-encoding":
+            return 411
+    if length > MAX_BODY:
+        return 413
+    return RequestHead(method, target, length, keep_alive)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -83,45 +118,23 @@ class HttpProtocol(asyncio.Protocol):
                 if len(buffer) > MAX_HEAD:
                     self._fail(431)
                 return
-            head = bytes(buffer[:end]).decode("latin-1")
-            lines = head.split("\r\n")
-            request_line = lines[0].split(" ")
-            if len(request_line) != 3 or not request_line[2].startswith("HTTP/1."):
-                self._fail(400)
+            head = parse_head(bytes(buffer[:end]).decode("latin-1"))
+            if isinstance(head, int):
+                self._fail(head)
                 return
-            method, target, version = request_line
-            length = 0
-            keep_alive = version == "HTTP/1.1"
-            for line in lines[1:]:
-                name, _, value = line.partition(":")
-                name = name.strip().lower()
-                if name == "content-length":
-                    if not value.strip().isdigit():
-                        self._fail(400)
-                        return
-                    length = int(value)
-                elif name == "connection":
-                    token = value.strip().lower()
-                    keep_alive = token == "keep-alive" or (keep_alive and token != "close")
-                elif name == "transfer-encoding":
-                    self._fail(411)
-                    return
-            if length > MAX_BODY:
-                self._fail(413)
-                return
-            total = end + 4 + length
+            total = end + 4 + head.length
             if len(buffer) < total:
                 return
             body = bytes(buffer[end + 4 : total])
             del buffer[:total]
-            reply = self._handler(method, target, body)
+            reply = self._handler(head.method, head.target, body)
             if reply.delay_seconds > 0:
                 self._busy = True
                 asyncio.get_running_loop().call_later(
-                    reply.delay_seconds, self._send_later, reply, keep_alive
+                    reply.delay_seconds, self._send_later, reply, head.keep_alive
                 )
                 return
-            self._send(reply, keep_alive)
+            self._send(reply, head.keep_alive)
 
     def _send_later(self, reply: Reply, keep_alive: bool) -> None:
         self._busy = False

@@ -80,7 +80,9 @@ def load_workload(path: str | Path) -> list[SessionState]:
     return states
 
 
-def _state(record: dict[str, Any], activities: dict[tuple[Any, ...], ActivityShape]) -> SessionState:
+def _state(
+    record: dict[str, Any], activities: dict[tuple[Any, ...], ActivityShape]
+) -> SessionState:
     shapes = []
     marks: list[Mark] = []
     for sub in record.get("subscores") or []:
@@ -96,7 +98,11 @@ def _state(record: dict[str, Any], activities: dict[tuple[Any, ...], ActivitySha
             )
         )
         marks.append(
-            (int(sub.get("num_attempted") or 0), _float(sub.get("score")), _float(sub.get("attempted_max_score")))
+            (
+                int(sub.get("num_attempted") or 0),
+                _float(sub.get("score")),
+                _float(sub.get("attempted_max_score")),
+            )
         )
     activity_id = str(record["activity_id"])
     key = (activity_id, tuple(shapes))

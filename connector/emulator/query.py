@@ -80,9 +80,7 @@ class ScoresQuery:
             checks.append(lambda s: low <= s.started_us < high)
         if self.completed is not None:
             low, high = self.completed
-            checks.append(
-                lambda s: s.completed_us is not None and low <= s.completed_us < high
-            )
+            checks.append(lambda s: s.completed_us is not None and low <= s.completed_us < high)
         if not checks:
             return None
         if len(checks) == 1:
@@ -177,9 +175,9 @@ def _time(name: str, value: Any) -> int:
     seconds: float
     if isinstance(value, bool):
         raise bad_request(f"{name} must be Unix seconds or an ISO 8601 time")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and _UNIX_SECONDS.fullmatch(value.strip()):
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and _UNIX_SECONDS.fullmatch(value.strip())
+    ):
         seconds = float(value)
     elif isinstance(value, str):
         try:

@@ -76,7 +76,7 @@ class SessionState:
         "user_id",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional on purpose: start-up builds a million
         self,
         session_id: str,
         user_id: str,

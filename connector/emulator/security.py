@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,12 +51,14 @@ def signature(secret: str, parts: list[str]) -> str:
 def sign(
     consumer_key: str,
     secret: str,
-    domain: str,
-    timestamp: str,
     request_string: str,
+    *,
+    domain: str = "localhost",
+    timestamp: str | None = None,
     action: str = "get",
 ) -> dict[str, str]:
     """The three form fields for a request (what the SDK's ``Init.generate`` returns)."""
+    timestamp = timestamp or stamp(time.time())
     security = {"consumer_key": consumer_key, "domain": domain, "timestamp": timestamp}
     security["signature"] = signature(
         secret, [consumer_key, domain, timestamp, request_string, action]
@@ -119,7 +122,11 @@ def parse_stamp(text: str) -> float | None:
         return None
     try:
         moment = datetime(
-            int(text[:4]), int(text[4:6]), int(text[6:8]), int(text[9:11]), int(text[11:13]),
+            int(text[:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[11:13]),
             tzinfo=UTC,
         )
     except ValueError:

@@ -81,7 +81,9 @@ class EmulatorConfig:
 
 
 class Emulator:
-    def __init__(self, config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config = config or EmulatorConfig()
         self.clock = clock
         self.lock = threading.RLock()
@@ -255,7 +257,7 @@ class Emulator:
     def _thread_main(self) -> None:
         try:
             asyncio.run(self.serve(lambda _url: self._ready.set()))
-        except BaseException as exc:  # reported to the starting thread
+        except Exception as exc:  # noqa: BLE001 - handed to the thread that called start()
             self._failure = exc
             self._ready.set()
 

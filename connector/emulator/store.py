@@ -126,7 +126,11 @@ class SessionStore:
         high = bisect_left(times, window.high_us)
         out: list[SessionState] = []
         if not window.descending:
-            i = low if window.position_us is None else max(low, bisect_right(times, window.position_us))
+            i = (
+                low
+                if window.position_us is None
+                else max(low, bisect_right(times, window.position_us))
+            )
             while i < high:
                 state = entries[i]
                 i += 1
@@ -136,7 +140,11 @@ class SessionStore:
                 if len(out) >= limit:
                     break
         else:
-            i = high if window.position_us is None else min(high, bisect_left(times, window.position_us))
+            i = (
+                high
+                if window.position_us is None
+                else min(high, bisect_left(times, window.position_us))
+            )
             while i > low:
                 i -= 1
                 state = entries[i]

@@ -38,9 +38,9 @@ from connector.emulator.catalog import (
 from connector.emulator.records import (
     COMPLETED,
     DISCARDED,
-    ActivityShape,
     INCOMPLETE,
     PENDING_SCORING,
+    ActivityShape,
     SessionState,
 )
 from connector.emulator.store import SessionStore
@@ -405,19 +405,23 @@ class Workload:
         kinds = [k for k, _ in CHANGE_WEIGHTS]
         weights = [w for _, w in CHANGE_WEIGHTS]
         kind = rng.choices(kinds, weights)[0]
+        apply: dict[str, Callable[[str], SessionState]] = {
+            changes.SAVED: self.save,
+            changes.SUBMITTED: self.submit,
+            changes.SCORED: self.finish_scoring,
+            changes.RESCORED: self.rescore,
+            changes.DISCARDED: self.discard,
+            changes.REOPENED: self.reopen,
+        }
+        target: str | None = None
         if kind in (changes.SAVED, changes.SUBMITTED) and self._incomplete:
-            session_id = self._incomplete.choice(rng)
-            return self.save(session_id) if kind == changes.SAVED else self.submit(session_id)
-        if kind == changes.SCORED and self._pending:
-            return self.finish_scoring(self._pending.choice(rng))
-        if kind in (changes.RESCORED, changes.DISCARDED, changes.REOPENED):
-            session_id = self._some_with(COMPLETED)
-            if session_id is not None:
-                if kind == changes.RESCORED:
-                    return self.rescore(session_id)
-                if kind == changes.DISCARDED:
-                    return self.discard(session_id)
-                return self.reopen(session_id)
+            target = self._incomplete.choice(rng)
+        elif kind == changes.SCORED and self._pending:
+            target = self._pending.choice(rng)
+        elif kind in (changes.RESCORED, changes.DISCARDED, changes.REOPENED):
+            target = self._some_with(COMPLETED)
+        if target is not None:
+            return apply[kind](target)
         if self._incomplete:
             return self.save(self._incomplete.choice(self.rng))
         return self.create()

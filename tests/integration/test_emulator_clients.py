@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from learnosity_sdk.exceptions import DataApiException
 from learnosity_sdk.request import DataApi, Init
 
 from connector.emulator import Emulator
+from tests.fixtures.emulator import make_config
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +22,6 @@ SESSIONS = 3000
 
 @pytest.fixture(scope="module")
 def big(request: pytest.FixtureRequest) -> Any:
-    from tests.fixtures.emulator import make_config
-
     emulator = Emulator(make_config(sessions=SESSIONS, seed=21)).start()
     request.addfinalizer(emulator.stop)
     return emulator
@@ -48,7 +48,9 @@ def httpx_pages(emulator: Emulator, request: dict[str, Any]) -> list[dict[str, A
         while True:
             packet = dict(request, **({"next": token} if token else {}))
             form = Init("data", security(emulator), emulator.consumer_secret, packet, "get")
-            response = client.post(url, data=form.generate())
+            fields = form.generate()
+            assert isinstance(fields, dict)
+            response = client.post(url, data=fields)
             assert response.status_code == 200, response.text
             page = response.json()
             assert page["meta"]["status"] is True
@@ -78,7 +80,12 @@ def test_httpx_signing_with_the_sdk_sees_the_same_records(big: Emulator) -> None
 
 
 def test_both_clients_agree_with_filters_and_descending_order(big: Emulator) -> None:
-    request = {"sort": "desc", "limit": 33, "status": ["Completed"], "include_response_scores": True}
+    request = {
+        "sort": "desc",
+        "limit": 33,
+        "status": ["Completed"],
+        "include_response_scores": True,
+    }
     by_sdk = [r for p in sdk_pages(big, request) for r in p["data"]]
     by_httpx = [r for p in httpx_pages(big, request) for r in p["data"]]
     assert by_sdk == by_httpx
@@ -106,8 +113,6 @@ def test_long_polling_with_the_last_token_sees_later_changes(
 
 
 def test_the_sdk_raises_on_errors(emulator_factory: Callable[..., Emulator]) -> None:
-    from learnosity_sdk.exceptions import DataApiException
-
     emulator = emulator_factory(sessions=5)
     with pytest.raises(DataApiException, match="403"):
         list(
@@ -123,6 +128,7 @@ def test_the_sdk_raises_on_errors(emulator_factory: Callable[..., Emulator]) -> 
 
 
 def test_http_level_answers(emulator: Emulator) -> None:
+    assert emulator.url is not None
     with httpx.Client(base_url=emulator.url, timeout=10) as client:
         missing = client.post("/v2025.2.LTS/nothing/here", data={})
         assert missing.status_code == 404

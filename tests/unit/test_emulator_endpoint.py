@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from connector.emulator import Emulator
+from connector.emulator.ratelimit import RateLimiter
 from connector.emulator.security import sign, stamp
 from tests.fixtures.emulator import form_body, make_config, sdk_form
 
@@ -109,7 +110,7 @@ def test_missing_form_fields_and_bad_json() -> None:
     reply = em.endpoint.handle("POST", PATH, b"security=%7B%7D&action=get")
     assert (reply.status, json.loads(reply.body)["meta"]["code"]) == (400, 20000)
     # well signed, but the request is not JSON
-    signed = sign(em.consumer_key, em.consumer_secret, "localhost", stamp(time.time()), "[1,2")
+    signed = sign(em.consumer_key, em.consumer_secret, "[1,2")
     reply = em.endpoint.handle("POST", PATH, form_body(signed))
     assert (reply.status, json.loads(reply.body)["meta"]["code"]) == (400, 20000)
 
@@ -322,8 +323,6 @@ def test_rate_limit_per_consumer() -> None:
 
 
 def test_rate_limit_window_passes() -> None:
-    from connector.emulator.ratelimit import RateLimiter
-
     limiter = RateLimiter(limit=2, window_seconds=5)
     assert [limiter.allow("k", 100.0) for _ in range(3)] == [True, True, False]
     assert limiter.allow("k", 104.9) is False

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from connector.emulator import Emulator
 from connector.emulator.cursor import decode_token, encode_token
-from connector.emulator.persist import load_workload
+from connector.emulator.persist import load_workload, save_workload
 from connector.emulator.records import COMPLETED, INCOMPLETE, PENDING_SCORING
 from connector.emulator.store import SessionStore, Window
 from connector.emulator.truth import read_truth
@@ -161,8 +161,6 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     em = make(sessions=100, seed=4)
     em.workload.step(50)
     path = tmp_path / "workload.jsonl"
-    from connector.emulator.persist import save_workload
-
     save_workload(path, em.store.sessions())
     loaded = make(sessions=0, load_path=str(path))
     assert loaded.sessions(True) == em.sessions(True)
@@ -272,4 +270,4 @@ def test_compaction_drops_superseded_entries() -> None:
 @pytest.mark.parametrize("bad", ["users", "activities"])
 def test_a_workload_needs_users_and_activities(bad: str) -> None:
     with pytest.raises(ValueError, match="at least one"):
-        make(**{bad: 0})
+        make(None, **{bad: 0})
