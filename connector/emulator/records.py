@@ -12,6 +12,7 @@ session holds only its own numbers: that keeps a million sessions in memory.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -187,7 +188,9 @@ class SessionState:
                 self._json_responses = _encode(self.to_record(True)).encode()
             return self._json_responses
         if self._json is None:
-            self._json = _encode(self.to_record(False)).encode()
+            self._json = (
+                _fast_json(self) if not self.extra else _encode(self.to_record(False))
+            ).encode()
         return self._json
 
     def drop_cache(self) -> None:
@@ -216,6 +219,63 @@ _CONSTRUCTOR_FIELDS: Final = (
 )
 
 
+def _fast_json(state: SessionState) -> str:
+    """``_encode(state.to_record())`` without building the record: the same text (a test
+    holds them equal), four times faster, since a cold page encodes fifty of these."""
+    completed = state.completed_us
+    return (
+        f'{{"user_id":{_string(state.user_id)},'
+        f'"activity_id":{_string(state.activity.activity_id)},'
+        f'"session_id":{_string(state.session_id)},'
+        f'"score":{_number_text(state.score)},"max_score":{_number_text(state.max_score)},'
+        f'"status":{_string(state.status)},'
+        f'"subscores":{_subscores_json(state.activity, state.marks)},'
+        f'"dt_started":"{iso_seconds(state.started_us)}",'
+        f'"dt_saved":"{iso_seconds(state.saved_us)}",'
+        f'"dt_completed":{f"{_QUOTE}{iso_seconds(completed)}{_QUOTE}" if completed else "null"},'
+        f'"dt_updated":"{iso_millis(state.updated_us)}"}}'
+    )
+
+
+_QUOTE: Final = '"'
+_string = json.encoder.encode_basestring
+#: subscores JSON by (activity, marks): sessions share marks, so this stays small
+_subscores_cache: dict[tuple[int, tuple[Mark, ...]], str] = {}
+_SUBSCORES_CACHE_MAX: Final = 200_000
+
+
+def _subscores_json(activity: ActivityShape, marks: tuple[Mark, ...]) -> str:
+    key = (id(activity), marks)
+    text = _subscores_cache.get(key)
+    if text is None:
+        if len(_subscores_cache) >= _SUBSCORES_CACHE_MAX:
+            _subscores_cache.clear()
+        text = _encode(
+            [
+                {
+                    "id": shape.id,
+                    "title": shape.title,
+                    "num_questions": shape.num_questions,
+                    "num_attempted": attempted,
+                    "score": _number(score),
+                    "max_score": _number(shape.max_score),
+                    "attempted_max_score": _number(attempted_max),
+                    "items": list(shape.items),
+                }
+                for shape, (attempted, score, attempted_max) in zip(
+                    activity.subscores, marks, strict=True
+                )
+            ]
+        )
+        _subscores_cache[key] = text
+    return text
+
+
+def _number_text(value: float | None) -> str:
+    number = _number(value)
+    return "null" if number is None else repr(number)
+
+
 def _number(value: float | None) -> float | int | None:
     """Whole numbers print as integers (``39``), as the API prints them."""
     if value is not None and value == int(value):
@@ -223,13 +283,17 @@ def _number(value: float | None) -> float | int | None:
     return value
 
 
+_ISO_SECONDS: Final = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format
+_ISO_MILLIS: Final = "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}.{:03d}Z".format
+
+
 def iso_seconds(us: int) -> str:
-    return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # time.gmtime and a format: a third of what datetime.strftime costs, on the hot path
+    return _ISO_SECONDS(*time.gmtime(us // 1_000_000)[:6])
 
 
 def iso_millis(us: int) -> str:
-    moment = datetime.fromtimestamp(us // 1_000_000, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{us % 1_000_000 // 1000:03d}Z"
+    return _ISO_MILLIS(*time.gmtime(us // 1_000_000)[:6], us % 1_000_000 // 1000)
 
 
 def parse_iso_us(text: str) -> int:

@@ -271,3 +271,19 @@ def test_compaction_drops_superseded_entries() -> None:
 def test_a_workload_needs_users_and_activities(bad: str) -> None:
     with pytest.raises(ValueError, match="at least one"):
         make(None, **{bad: 0})
+
+
+def test_cached_json_is_the_record_encoded() -> None:
+    """The fast encoder writes exactly what encoding the record dict would."""
+    em = make(sessions=400, seed=12)
+    em.workload.create_sessions(20)
+    em.workload.step(400)
+    for state in em.store.sessions():
+        for responses in (False, True):
+            assert json.loads(state.json(responses)) == state.to_record(responses)
+            assert (
+                state.json(responses)
+                == json.dumps(
+                    state.to_record(responses), ensure_ascii=False, separators=(",", ":")
+                ).encode()
+            )
