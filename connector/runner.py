@@ -34,7 +34,7 @@ from connector.changes.detector import ChangeDetector
 from connector.changes.event import change_to_event, source_fields
 from connector.changes.state import SessionEntry, SessionState, encode_entry
 from connector.errors import AbortableError, ConnectorError, FatalError, RetriableError
-from connector.kafka.producer import EventProducer
+from connector.kafka.producer import EventProducer, Headers
 from connector.kafka.serde import EventEncoder
 from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
 from connector.learnosity.fetcher import Fetched, Fetcher
@@ -42,6 +42,7 @@ from connector.learnosity.paging import Step
 from connector.models import Change, EventSource, Page
 from connector.observability.health import Health
 from connector.observability.metrics import Metrics
+from connector.observability.progress import BackfillProgress
 from connector.settings import Settings
 
 log = logging.getLogger("connector.runner")
@@ -99,6 +100,7 @@ class Runner:
         health: Health,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        progress: BackfillProgress | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -111,6 +113,7 @@ class Runner:
         self.health = health
         self.stop = stop
         self._clock = clock
+        self.progress = progress
         self._make_fetcher = make_fetcher
         self.committed_cursor = cursor.next_token if cursor else None
         self.committed_position = cursor.position if cursor else None
@@ -140,6 +143,10 @@ class Runner:
                         or self._clock() - batch.started >= self._commit_interval
                     ):
                         self._commit(batch)
+                        if self.progress is not None:
+                            self.progress.update(
+                                self.committed_position, batch.records, caught_up=caught_up
+                            )
                         batch = self._new_batch()
                 except (AbortableError, RetriableError) as exc:
                     self._abort(exc)
@@ -194,7 +201,7 @@ class Runner:
         except ConnectorError as exc:  # a record the schema cannot carry: dead-letter it
             self._produce_dead_letter(change.record.raw, exc, self.committed_cursor)
             return
-        self.producer.produce(self.settings.kafka_topic, change.user_id.encode(), value)
+        self._send(self.settings.kafka_topic, change.user_id.encode(), value)
 
     def _produce_dead_letter(self, record: object, error: Exception, cursor: str | None) -> None:
         key = record.get("session_id") if isinstance(record, dict) else None
@@ -206,9 +213,18 @@ class Runner:
             ("connector.version", __version__.encode()),
         ]
         value = json.dumps(record, ensure_ascii=False, default=str).encode()
-        self.producer.produce(
+        self._send(
             self.settings.kafka_dlq_topic, str(key).encode() if key else None, value, headers
         )
+
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
+    ) -> None:
+        try:
+            self.producer.produce(topic, key, value, headers)
+        except ConnectorError:
+            self.metrics.produce_errors.inc()
+            raise
 
     # --- commit -------------------------------------------------------------------------
     def _commit(self, batch: Batch) -> None:
@@ -217,15 +233,21 @@ class Runner:
             self.producer.flush()  # at least once: events are delivered before state moves
         for session_id, entry in batch.updates.items():
             key, value = encode_entry(session_id, entry)
-            self.producer.produce(self.settings.state_topic, key, value)
+            self._send(self.settings.state_topic, key, value)
         cursor = StoredCursor(
             next_token=batch.cursor,
             position=batch.position,
             committed_at=StoredCursor.now(),
             connector_version=__version__,
         )
-        self.producer.produce(self.settings.state_topic, CURSOR_KEY, cursor.encode())
-        self.producer.commit()
+        self._send(self.settings.state_topic, CURSOR_KEY, cursor.encode())
+        try:
+            self.producer.commit()
+        except ConnectorError as exc:
+            self.metrics.produce_errors.inc()
+            if not isinstance(exc, AbortableError | RetriableError):
+                self.metrics.transactions.labels("failed").inc()
+            raise
         # committed: now, and only now, the in-memory state follows
         self.state.apply(batch.updates)
         self.committed_cursor = batch.cursor

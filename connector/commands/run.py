@@ -30,6 +30,7 @@ from connector.learnosity.fetcher import Fetcher
 from connector.learnosity.paging import Pager
 from connector.observability.health import Health, HealthServer
 from connector.observability.metrics import Metrics
+from connector.observability.progress import BackfillProgress
 from connector.runner import Runner
 from connector.settings import Delivery, Settings, StartFrom
 
@@ -164,6 +165,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=metrics,
             health=health,
             stop=stop,
+            progress=BackfillProgress(),
         ).run()
         log.info("stopped")
         return 0

@@ -92,8 +92,6 @@ class _Handler(BaseHTTPRequestHandler):
             ok, reason = (
                 self.server.health.live() if path == "/healthz" else self.server.health.ready()
             )
-            if path == "/readyz":
-                self.server.metrics.ready.set(1 if ok else 0)
             body = json.dumps({"status": "ok" if ok else "unavailable", "reason": reason})
             self._send(200 if ok else 503, body.encode(), "application/json")
         else:
@@ -117,6 +115,8 @@ class HealthServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.metrics = metrics
         self.health = health
+        # evaluated at every scrape, so the gauge is right even when nothing probes /readyz
+        metrics.ready.set_function(lambda: 1.0 if health.ready()[0] else 0.0)
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
 
     @property
