@@ -8,8 +8,6 @@ every change themselves, then wait until Kafka shows it (no sleeps).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
@@ -17,50 +15,17 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.emulator.faults import FaultConfig
-from connector.emulator.service import Emulator, EmulatorConfig
-from connector.emulator.workload import WorkloadConfig
 from connector.kafka.reader import read_topic
 from dev.kafka_broker import KafkaBroker
 from tests.support.connector_proc import wait_for
 from tests.support.murmur2 import java_partition
 from tests.support.pipeline import (
     Landed,
-    Pipeline,
     content,
     count_messages,
-    pipeline_env,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def start_emulator(
-    sessions: int = 400, users: int = 60, faults: FaultConfig | None = None, seed: int = 11
-) -> Emulator:
-    config = EmulatorConfig(
-        workload=WorkloadConfig(seed=seed, users=users, activities=6, sessions=sessions),
-        ticking=False,
-        rate_limit=0,
-        faults=faults or FaultConfig(),
-    )
-    return Emulator(config).start()
-
-
-@pytest.fixture
-def make_pipeline(kafka_broker: KafkaBroker, tmp_path: Path) -> Iterator:
-    made: list[Pipeline] = []
-
-    def make(**emulator_options: object) -> Pipeline:
-        emulator = start_emulator(**emulator_options)  # type: ignore[arg-type]
-        env = pipeline_env(emulator, kafka_broker.bootstrap_servers)
-        pipeline = Pipeline(emulator, dict(kafka_broker.client_config()), env, tmp_path)
-        made.append(pipeline)
-        return pipeline
-
-    yield make
-    for pipeline in made:
-        pipeline.stop_all()
-        pipeline.emulator.stop()
 
 
 def assert_stream_is_clean(landed: Landed, partitions: int = 4) -> None:
