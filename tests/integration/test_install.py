@@ -12,12 +12,16 @@ import re
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from connector import __version__
 from connector.cli import COMMANDS
+from connector.emulator import Emulator
+from dev.kafka_broker import KafkaBroker
+from dev.registry import SchemaRegistry
 from tests.fixtures.tools import DOCKERFILE, REPO, copy_docker_context, parse_dockerfile
 
 DISTRIBUTION = "learnosity-kafka-connector"
@@ -124,3 +128,25 @@ def test_the_wheel_carries_the_package_data_and_nothing_else(installed: Path) ->
     ]
     assert set(schemas) <= set(names), "Avro schemas missing from the wheel"
     assert wheels[0].name.endswith("-py3-none-any.whl")
+
+
+def test_the_installed_check_reaches_learnosity_kafka_and_the_registry(
+    installed: Path,
+    tmp_path: Path,
+    kafka_broker: KafkaBroker,
+    schema_registry: SchemaRegistry,
+    emulator_factory: Callable[..., Emulator],
+) -> None:
+    emulator = emulator_factory(sessions=5)
+    env = {
+        **image_env(installed, tmp_path),
+        **emulator.env(),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "SCHEMA_REGISTRY_URL": schema_registry.url,
+        "CONNECTOR_NAME": "install-check",
+    }
+    script = str(installed / "bin" / "learnosity-connector")
+    output = run([script, "check"], cwd=tmp_path, env=env)
+    lines = output.splitlines()
+    assert [line.split()[0] for line in lines] == ["OK"] * 4, output
+    assert emulator.consumer_secret not in output
