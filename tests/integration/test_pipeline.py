@@ -198,3 +198,21 @@ def test_registry_encoding_read_by_confluents_deserializer(make_pipeline, schema
         event = deserializer(message.value, context)
         assert content(event) == content(sessions[event["session_id"]])
     assert connector.terminate() == 0
+
+
+def test_sasl_scram_over_tls(make_pipeline, kafka_broker: KafkaBroker) -> None:  # type: ignore[no-untyped-def]
+    """The DESIGN's security settings, for real: SCRAM-SHA-512 over TLS with a private CA."""
+    pipeline = make_pipeline(sessions=150)
+    connector = pipeline.connector(
+        KAFKA_BOOTSTRAP_SERVERS=kafka_broker.sasl_ssl_bootstrap_servers,
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM=kafka_broker.scram_mechanism,
+        KAFKA_SASL_USERNAME=kafka_broker.scram_user,
+        KAFKA_SASL_PASSWORD=kafka_broker.scram_password,
+        KAFKA_SSL_CA_LOCATION=str(kafka_broker.ca_file),
+    )
+    connector.wait_ready()
+    pipeline.emulator.workload.step(50)
+    assert_stream_is_clean(pipeline.converge())
+    assert kafka_broker.scram_password not in connector.log_path.read_text()
+    assert connector.terminate() == 0, pipeline.logs()
