@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             if cursor is not None and cursor.next_token is None and cursor.start_from
             else settings.learnosity_start_from
         )
+        if start_from.kind == "latest":  # fixed once: a rewind must not skip ahead to a newer now
+            start_from = StartFrom("time", datetime.now(UTC))
 
         def make_pager(token: str | None) -> Pager:
             pager = Pager.from_settings(settings, cursor=token, now=datetime.now(UTC))
