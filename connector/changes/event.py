@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from connector.changes.fingerprint import SUBSCORE_FIELDS as FINGERPRINTED_SUBSCORE_FIELDS
 from connector.models import Change, EventSource
 
 RECORD_FIELDS: Final = frozenset(
@@ -30,18 +31,7 @@ RECORD_FIELDS: Final = frozenset(
         "dt_updated",
     )
 )
-SUBSCORE_FIELDS: Final = frozenset(
-    (
-        "id",
-        "title",
-        "num_questions",
-        "num_attempted",
-        "score",
-        "max_score",
-        "attempted_max_score",
-        "items",
-    )
-)
+SUBSCORE_FIELDS: Final = frozenset(FINGERPRINTED_SUBSCORE_FIELDS)
 RESPONSE_FIELDS: Final = frozenset(
     ("response_id", "score", "max_score", "attempted", "dt_score_updated")
 )

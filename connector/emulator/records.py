@@ -120,21 +120,7 @@ class SessionState:
         return self.activity.activity_id
 
     def subscores(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": shape.id,
-                "title": shape.title,
-                "num_questions": shape.num_questions,
-                "num_attempted": attempted,
-                "score": _number(score),
-                "max_score": _number(shape.max_score),
-                "attempted_max_score": _number(attempted_max),
-                "items": list(shape.items),
-            }
-            for shape, (attempted, score, attempted_max) in zip(
-                self.activity.subscores, self.marks, strict=True
-            )
-        ]
+        return subscore_dicts(self.activity, self.marks)
 
     def responses(self) -> list[dict[str, Any]]:
         """Per-response scores, derived from the subscore marks: the first
@@ -244,29 +230,30 @@ _subscores_cache: dict[tuple[int, tuple[Mark, ...]], str] = {}
 _SUBSCORES_CACHE_MAX: Final = 200_000
 
 
+def subscore_dicts(activity: ActivityShape, marks: tuple[Mark, ...]) -> list[dict[str, Any]]:
+    """The ``subscores`` of a session of ``activity`` with these marks, as served."""
+    return [
+        {
+            "id": shape.id,
+            "title": shape.title,
+            "num_questions": shape.num_questions,
+            "num_attempted": attempted,
+            "score": _number(score),
+            "max_score": _number(shape.max_score),
+            "attempted_max_score": _number(attempted_max),
+            "items": list(shape.items),
+        }
+        for shape, (attempted, score, attempted_max) in zip(activity.subscores, marks, strict=True)
+    ]
+
+
 def _subscores_json(activity: ActivityShape, marks: tuple[Mark, ...]) -> str:
     key = (id(activity), marks)
     text = _subscores_cache.get(key)
     if text is None:
         if len(_subscores_cache) >= _SUBSCORES_CACHE_MAX:
             _subscores_cache.clear()
-        text = _encode(
-            [
-                {
-                    "id": shape.id,
-                    "title": shape.title,
-                    "num_questions": shape.num_questions,
-                    "num_attempted": attempted,
-                    "score": _number(score),
-                    "max_score": _number(shape.max_score),
-                    "attempted_max_score": _number(attempted_max),
-                    "items": list(shape.items),
-                }
-                for shape, (attempted, score, attempted_max) in zip(
-                    activity.subscores, marks, strict=True
-                )
-            ]
-        )
+        text = _encode(subscore_dicts(activity, marks))
         _subscores_cache[key] = text
     return text
 
