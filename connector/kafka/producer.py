@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -38,7 +38,15 @@ PRODUCER_DEFAULTS: dict[str, str] = {
     "transaction.timeout.ms": "60000",
     "message.timeout.ms": "55000",  # below the transaction timeout, as librdkafka requires
     "statistics.interval.ms": "0",
+    # a delivery report per failed message only: a successful one would cost a Python
+    # callback per message (two per record with the state entries) and tell us nothing
+    "delivery.report.only.error": "true",
 }
+
+#: serve librdkafka's callbacks (delivery errors, client errors, statistics) every this
+#: many produces; ``poll`` releases the GIL, which per message hands it to the fetcher
+#: thread thousands of times a second. Commits and flushes serve them too.
+POLL_EVERY = 1000
 
 #: how often a retriable commit or init is tried before giving up as fatal
 MAX_RETRIABLE_ATTEMPTS = 20
@@ -79,7 +87,11 @@ class EventProducer:
         if transactional_id:
             merged["transactional.id"] = transactional_id
         conf: dict[str, Any] = dict(merged)
+        # confluent-kafka reads this one property itself, and only as a bool
+        only_error = conf.pop("delivery.report.only.error")
+        conf["delivery.report.only.error"] = str(only_error).strip().lower() in ("true", "1")
         conf["error_cb"] = self._on_client_error
+        conf["on_delivery"] = self._on_delivery  # one callback for every message
         if stats_callback is not None:
             conf["stats_cb"] = stats_callback
         self.transactional = bool(transactional_id)
@@ -87,7 +99,7 @@ class EventProducer:
         self._delivery_error: KafkaError | None = None
         self._fatal_error: KafkaError | None = None
         self._in_transaction = False
-        self.delivered = 0
+        self._unpolled = 0
 
     # --- callbacks (run inside poll/flush on this thread) ---------------------------
     def _on_client_error(self, error: KafkaError) -> None:
@@ -96,11 +108,8 @@ class EventProducer:
         log.warning("kafka client error", extra={"kafka_error": _describe(error)})
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        if error is not None:
-            if self._delivery_error is None:
-                self._delivery_error = error
-        else:
-            self.delivered += 1
+        if error is not None and self._delivery_error is None:
+            self._delivery_error = error
 
     # --- transactions -----------------------------------------------------------------
     def init(self, timeout: float = 60.0) -> None:
@@ -120,23 +129,52 @@ class EventProducer:
     def produce(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None
     ) -> None:
-        self._raise_latched()
-        self.begin()
+        """Queue one message (in the open transaction, begun on the first message)."""
+        if self._fatal_error is not None or self._delivery_error is not None:
+            self._raise_latched()
+        if self.transactional and not self._in_transaction:
+            self.begin()
+        produce = self._producer.produce
         while True:
             try:
-                self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=list(headers or ()),
-                    on_delivery=self._on_delivery,
-                )
+                if headers:
+                    produce(topic, value, key, headers=list(headers))
+                else:
+                    produce(topic, value, key)
                 break
             except BufferError:  # local queue full: let deliveries drain, then go on
                 self._producer.poll(0.1)
             except KafkaException as exc:
                 raise classify(exc, "produce") from exc
-        self._producer.poll(0)
+        self._unpolled += 1
+        if self._unpolled >= POLL_EVERY:
+            self._unpolled = 0
+            self._producer.poll(0)
+
+    def produce_many(
+        self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
+    ) -> int:
+        """``produce`` for many (key, value) pairs without headers; returns how many."""
+        if self._fatal_error is not None or self._delivery_error is not None:
+            self._raise_latched()
+        if self.transactional and not self._in_transaction:
+            self.begin()
+        produce, poll = self._producer.produce, self._producer.poll
+        count = 0
+        for key, value in messages:
+            while True:
+                try:
+                    produce(topic, value, key)
+                    break
+                except BufferError:
+                    poll(0.1)
+                except KafkaException as exc:
+                    raise classify(exc, "produce") from exc
+            count += 1
+            if count % POLL_EVERY == 0:
+                poll(0)
+        self._raise_latched()
+        return count
 
     def commit(self, timeout: float = 60.0) -> None:
         """Commit the open transaction (or, without transactions, wait for every delivery)."""
