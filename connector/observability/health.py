@@ -2,9 +2,13 @@
 
 ``/healthz`` (liveness) answers 200 while the main loop keeps beating: it beats at
 least once a second when idle, so a loop stuck for ``liveness_timeout`` seconds is wedged
-and a restart is the cure. ``/readyz`` (readiness) answers 200 once state is restored
-and the Data API answered a first poll, and 503 while Kafka has been unreachable for
-more than ``kafka_grace`` seconds (an outage shorter than that is ridden through).
+and a restart is the cure. Before the state is restored there is no loop yet: start-up
+(topics, fencing, reading a state topic that may hold millions of entries) is live for
+up to ``startup_timeout`` seconds, and restoring counts as the first beat.
+
+``/readyz`` (readiness) answers 200 once state is restored and the Data API answered a
+first poll, and 503 while Kafka has been unreachable for more than ``kafka_grace``
+seconds (an outage shorter than that is ridden through).
 """
 
 from __future__ import annotations
@@ -28,22 +32,34 @@ class Health:
         self,
         *,
         liveness_timeout: float = 120.0,
+        startup_timeout: float = 900.0,
         kafka_grace: float = 15.0,
         kafka_probe: Callable[[], bool] | None = None,
         probe_interval: float = 3.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.liveness_timeout = liveness_timeout
+        self.startup_timeout = startup_timeout
         self.kafka_grace = kafka_grace
         self._clock = clock
         self._kafka_probe = kafka_probe
         self._probe_interval = probe_interval
         self._lock = threading.Lock()
-        self._beat = clock()
-        self.restored = False
+        self._started = self._beat = clock()
+        self._restored = False
         self.first_poll = False
         self._kafka_ok_at = clock()
         self._probed_at = -float("inf")
+
+    @property
+    def restored(self) -> bool:
+        return self._restored
+
+    @restored.setter
+    def restored(self, value: bool) -> None:
+        self._restored = value
+        if value:  # the loop starts now: its heartbeat is judged from here
+            self.beat()
 
     def beat(self) -> None:
         self._beat = self._clock()
@@ -55,6 +71,11 @@ class Health:
         self._kafka_probe = probe
 
     def live(self) -> tuple[bool, str]:
+        if not self._restored:
+            starting = self._clock() - self._started
+            if starting > self.startup_timeout:
+                return False, f"start-up not finished after {starting:.0f}s"
+            return True, "starting"
         stale = self._clock() - self._beat
         if stale > self.liveness_timeout:
             return False, f"main loop silent for {stale:.0f}s"

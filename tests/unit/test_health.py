@@ -21,11 +21,29 @@ class Clock:
 def test_liveness_follows_the_heartbeat() -> None:
     clock = Clock()
     health = Health(liveness_timeout=10, clock=clock)
+    health.restored = True  # the loop runs from here
     assert health.live()[0]
     clock.now += 11
     assert not health.live()[0]
     health.beat()
     assert health.live()[0]
+
+
+def test_a_long_start_up_is_live_until_the_start_up_timeout() -> None:
+    clock = Clock()
+    health = Health(liveness_timeout=10, startup_timeout=100, clock=clock)
+    clock.now += 90  # restoring a large state topic: no loop beats yet
+    assert health.live() == (True, "starting")
+    health.restored = True  # restoring counts as the first beat
+    clock.now += 9
+    assert health.live() == (True, "ok")
+    clock.now += 2
+    assert not health.live()[0]
+
+    stuck = Health(liveness_timeout=10, startup_timeout=100, clock=clock)
+    clock.now += 101
+    live, reason = stuck.live()
+    assert not live and "start-up not finished" in reason
 
 
 def test_readiness_needs_restore_first_poll_and_kafka() -> None:
