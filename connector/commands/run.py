@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from connector.changes.state import SessionState, decode_entry
+from connector.changes.state import SessionState
 from connector.cli import add_config_options
 from connector.commands.common import load_for_command
 from connector.kafka.admin import TopicSpec, ensure_topics
@@ -54,13 +54,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 def restore_state(settings: Settings) -> tuple[SessionState, StoredCursor | None, int]:
     state = SessionState()
     cursor: list[StoredCursor] = []
+    restore = state.restore_raw  # decode_entry + restore_entry, without the garbage
 
     def on_entry(key: bytes, value: bytes | None) -> None:
         if key == CURSOR_KEY:
             if value is not None:
                 cursor[:] = [StoredCursor.decode(value)]
             return
-        state.restore_entry(*decode_entry(key, value))
+        restore(key, value)
 
     count = read_compacted(settings.kafka_client_config(), settings.state_topic, on_entry)
     return state, (cursor[0] if cursor else None), count
