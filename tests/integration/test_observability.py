@@ -139,6 +139,12 @@ def test_metrics_count_what_was_produced_and_no_secret_leaks(
             30,
             f"the {count} saves to be fetched and dropped",
         )
+        polls = total(scrape(connector)[1], "api_requests_total")
+        wait_for(  # more polls: a record read twice would show now
+            lambda p=polls: total(scrape(connector)[1], "api_requests_total") >= p + 3,
+            30,
+            "three more polls",
+        )
         after = scrape(connector)[1]
         assert value(after, "records_fetched_total") == fetched0 + len(saves)
         assert value(after, "repeats_dropped_total") == repeats0 + len(saves)
