@@ -130,21 +130,21 @@ def test_metrics_count_what_was_produced_and_no_secret_leaks(
         assert len(saves) == count
         fetched0 = value(before, "records_fetched_total")
         repeats0 = value(before, "repeats_dropped_total")
-        wait_for(
-            lambda f=fetched0, r=repeats0, n=count: (
-                (s := scrape(connector)[1])
-                and value(s, "records_fetched_total") >= f + n
+
+        def dropped(f: float = fetched0, r: float = repeats0, n: int = count) -> bool:
+            s = scrape(connector)[1]
+            return (
+                value(s, "records_fetched_total") >= f + n
                 and value(s, "repeats_dropped_total") >= r + n
-            ),
-            30,
-            f"the {count} saves to be fetched and dropped",
-        )
+            )
+
+        wait_for(dropped, 30, f"the {count} saves to be fetched and dropped")
         polls = total(scrape(connector)[1], "api_requests_total")
-        wait_for(  # more polls: a record read twice would show now
-            lambda p=polls: total(scrape(connector)[1], "api_requests_total") >= p + 3,
-            30,
-            "three more polls",
-        )
+
+        def polled(p: float = polls) -> bool:  # more polls: a record read twice shows now
+            return total(scrape(connector)[1], "api_requests_total") >= p + 3
+
+        wait_for(polled, 30, "three more polls")
         after = scrape(connector)[1]
         assert value(after, "records_fetched_total") == fetched0 + len(saves)
         assert value(after, "repeats_dropped_total") == repeats0 + len(saves)

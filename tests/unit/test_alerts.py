@@ -49,13 +49,18 @@ TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<dur>\[\d+[smh]\])|(?P<str>\"[^\"]*\")"
     r"|(?P<op>==|!=|>=|<=|=~|!~|[-+*/><(){},=])|(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*))"
 )
-COMPARISONS = {
+COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     ">": lambda a, b: a > b,
     "<": lambda a, b: a < b,
     ">=": lambda a, b: a >= b,
     "<=": lambda a, b: a <= b,
     "==": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
+}
+REDUCERS: dict[str, Callable[[list[float]], float]] = {
+    "sum": lambda vs: float(sum(vs)),
+    "max": max,
+    "min": min,
 }
 ARITHMETIC: dict[str, Callable[[float, float], float]] = {
     "+": lambda a, b: a + b,
@@ -201,7 +206,7 @@ class Query:
             groups: dict[Labels, list[float]] = {}
             for labels, v in inner.items():
                 groups.setdefault(self.project(labels, by), []).append(v)
-            reduce = {"sum": sum, "max": max, "min": min}[token]
+            reduce = REDUCERS[token]
             return {k: float(reduce(vs)) for k, vs in groups.items()}
         if token == "time":
             self.take("(")
@@ -465,9 +470,8 @@ def test_the_evaluator_itself() -> None:
             "g": "5x10",
         }
     )
-    assert evaluate("sum by (job) (rate(m_total[5m]))", series, 600) == {
-        frozenset({"job": LABELS["job"]}.items()): pytest.approx(1.5)
-    }
+    job = frozenset({"job": LABELS["job"]}.items())
+    assert evaluate("sum by (job) (rate(m_total[5m]))", series, 600) == pytest.approx({job: 1.5})
     ratio = evaluate(
         'sum by (job) (rate(m_total{outcome="bad"}[5m])) / sum by (job) (rate(m_total[5m]))',
         series,
@@ -477,9 +481,8 @@ def test_the_evaluator_itself() -> None:
     assert evaluate("max by (job) (g) > 4", series, 300) != {}
     assert evaluate("max by (job) (g) > 5", series, 300) == {}
     assert evaluate("time() - 100", series, 300) == 200.0
-    assert evaluate('sum by (job) (increase(m_total{outcome=~"ok|bad"}[10m]))', series, 600) == {
-        frozenset({"job": LABELS["job"]}.items()): pytest.approx(900.0)  # 1.5/s over 10m
-    }
+    increase = evaluate('sum by (job) (increase(m_total{outcome=~"ok|bad"}[10m]))', series, 600)
+    assert increase == pytest.approx({job: 900.0})  # 1.5/s over 10 minutes
     assert expand("1x2 _ 0+5x2") == [1, 1, 1, None, 0, 5, 10]
 
 
