@@ -209,7 +209,7 @@ class KafkaBroker:
         self._config_file.write_text(
             server_properties(self.ports, self._data_dir, tls.keystore, tls.keystore_password)
         )
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         scram = f"{SCRAM_MECHANISM}=[name={self.scram_user},password={self.scram_password}]"
         result = subprocess.run(
             [
@@ -246,6 +246,18 @@ def _metadata_ok(config: ClientConfig) -> bool:
         return bool(admin.list_topics(timeout=2).brokers)
     except KafkaException:
         return False
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a url-safe base64 UUID, never starting with '-'.
+
+    Kafka's own Uuid.randomUuid() draws again in that case, since the storage tool reads
+    a leading '-' as an option: about 1 format in 64 would otherwise fail.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(ports: BrokerPorts, data_dir: Path, keystore: Path, password: str) -> str:
