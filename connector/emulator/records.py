@@ -225,8 +225,10 @@ def _fast_json(state: SessionState) -> str:
 
 _QUOTE: Final = '"'
 _string = json.encoder.encode_basestring
-#: subscores JSON by (activity, marks): sessions share marks, so this stays small
-_subscores_cache: dict[tuple[int, tuple[Mark, ...]], str] = {}
+#: subscores JSON by (activity, marks): sessions share marks, so this stays small. The
+#: entry keeps its activity: an id() is reused once its object is freed (another emulator
+#: in the same process), and only the identity check tells the two apart.
+_subscores_cache: dict[tuple[int, tuple[Mark, ...]], tuple[ActivityShape, str]] = {}
 _SUBSCORES_CACHE_MAX: Final = 200_000
 
 
@@ -249,12 +251,13 @@ def subscore_dicts(activity: ActivityShape, marks: tuple[Mark, ...]) -> list[dic
 
 def _subscores_json(activity: ActivityShape, marks: tuple[Mark, ...]) -> str:
     key = (id(activity), marks)
-    text = _subscores_cache.get(key)
-    if text is None:
-        if len(_subscores_cache) >= _SUBSCORES_CACHE_MAX:
-            _subscores_cache.clear()
-        text = _encode(subscore_dicts(activity, marks))
-        _subscores_cache[key] = text
+    cached = _subscores_cache.get(key)
+    if cached is not None and cached[0] is activity:
+        return cached[1]
+    if len(_subscores_cache) >= _SUBSCORES_CACHE_MAX:
+        _subscores_cache.clear()
+    text = _encode(subscore_dicts(activity, marks))
+    _subscores_cache[key] = (activity, text)
     return text
 
 
