@@ -15,7 +15,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from connector.emulator.faults import FaultConfig
-from connector.kafka.reader import read_topic
+from connector.kafka.reader import Received, read_topic
 from dev.kafka_broker import KafkaBroker
 from tests.support.connector_proc import wait_for
 from tests.support.murmur2 import java_partition
@@ -175,21 +175,14 @@ def test_registry_encoding_read_by_confluents_deserializer(make_pipeline, schema
     pipeline = make_pipeline(sessions=100)
     connector = pipeline.connector(SCHEMA_REGISTRY_URL=schema_registry.url)
     connector.wait_ready()
-    messages = []
-    wait_for(
-        lambda: (
-            len(
-                messages[:0]
-                or messages.extend(
-                    read_topic(pipeline.kafka_config, pipeline.topic, idle_timeout=1.0)
-                )
-                or messages
-            )
-            >= 100
-        ),
-        60,
-        "100 events",
-    )
+    messages: list[Received] = []
+
+    def every_session_landed() -> bool:
+        messages[:] = read_topic(pipeline.kafka_config, pipeline.topic, idle_timeout=1.0)
+        return len(messages) >= 100
+
+    wait_for(every_session_landed, 60, "an event for each of the 100 sessions")
+    assert len(messages) == 100
     deserializer = AvroDeserializer(SchemaRegistryClient({"url": schema_registry.url}))
     context = SerializationContext(pipeline.topic, MessageField.VALUE)
     sessions = {s["session_id"]: s for s in pipeline.emulator.sessions()}
