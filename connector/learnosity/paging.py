@@ -14,8 +14,6 @@ Rules (see shared/LEARNOSITY.md):
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -51,11 +49,6 @@ class Filters:
         return params
 
 
-def _records_digest(records: tuple[Any, ...]) -> bytes:
-    canonical = json.dumps(records, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
-
-
 class Pager:
     """Holds the cursor; says what to ask next and what each page means."""
 
@@ -73,7 +66,9 @@ class Pager:
         self.limit = limit
         self.stalls = 0  # stalled pages seen in total
         self._mintime = self._first_mintime(start_from, now)
-        self._last: tuple[str | None, bytes] | None = None
+        #: the previous page's token and records, kept to recognise a stall; compared only
+        #: when the token did not move (rare), so a normal page costs no comparison
+        self._last: tuple[str | None, tuple[Any, ...]] | None = None
         self._stalled = False
 
     @classmethod
@@ -122,13 +117,17 @@ class Pager:
             return Step.CAUGHT_UP
         # A page without a token leaves the cursor where it is (the API should not do that).
         token = page.next_token if page.next_token is not None else self.cursor
-        digest = _records_digest(page.records)
-        if token == self.cursor and self._last == (token, digest):
+        if (
+            token == self.cursor
+            and self._last is not None
+            and self._last[0] == token
+            and self._last[1] == page.records
+        ):
             self.stalls += 1
             self._stalled = True
             return Step.STALLED
         self._stalled = False
-        self._last = (token, digest)
+        self._last = (token, page.records)
         self.cursor = token
         return Step.MORE if len(page.records) >= page.limit else Step.CAUGHT_UP
 
