@@ -13,6 +13,7 @@ so transactions and consumer groups work without a second broker.
 from __future__ import annotations
 
 import base64
+import os
 import secrets
 import shutil
 import subprocess
@@ -43,6 +44,15 @@ JVM_OPTIONS = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
+
+#: JVM flags that replace JVM_OPTIONS, e.g. for a benchmark that wants the broker fully
+#: compiled: CONNECTOR_BROKER_JVM_OPTS="-Xms1g -Xmx1g -XX:+UseG1GC"
+JVM_OPTIONS_ENV = "CONNECTOR_BROKER_JVM_OPTS"
+
+
+def jvm_options() -> tuple[str, ...]:
+    override = os.environ.get(JVM_OPTIONS_ENV, "").split()
+    return tuple(override) if override else JVM_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -194,7 +204,7 @@ class KafkaBroker:
     def _java_command(self) -> list[str]:
         return [
             self.java,
-            *JVM_OPTIONS,
+            *jvm_options(),
             f"-Dlog4j2.configurationFile={LOG4J2_CONFIG}",
             f"-Dkafka.logs.dir={self.log_dir}",
             "-cp",
