@@ -12,29 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.changes.fingerprint import canonical_form, event_id, fingerprint
-
-DOCUMENTED_RECORD: dict[str, Any] = {
-    "user_id": "17c456c0-0000-4000-8000-000000000001",
-    "activity_id": "chemistry_classtest1",
-    "session_id": "4d3115f0-0000-4000-8000-000000000001",
-    "score": 39,
-    "max_score": 40,
-    "status": "Completed",
-    "subscores": [
-        {
-            "id": "subscore-1",
-            "title": "biochem",
-            "num_questions": 20,
-            "num_attempted": 20,
-            "score": 19,
-            "max_score": 20,
-            "attempted_max_score": 20,
-            "items": ["293486384", "293481468"],
-        }
-    ],
-}
+from tests.support.records import DOCUMENTED_RECORD
 
 #: pinned: a change here means every tracked session re-emits once after an upgrade
+
 DOCUMENTED_RECORD_FINGERPRINT = 0xB1FEB11030E608E4
 
 SEEDS = st.integers(0, 2**32 - 1)

@@ -11,41 +11,21 @@ from hypothesis import strategies as st
 
 from connector.changes.validate import INVALID_REASONS, check_fields, plainly_valid, validate
 from connector.errors import InvalidRecordError
+from tests.support.records import documented_record
 
 
 def good(**changes: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "user_id": "u1",
-        "activity_id": "a1",
-        "session_id": "s1",
-        "score": 39,
-        "max_score": 40,
-        "status": "Completed",
-        "subscores": [
-            {
-                "id": "subscore-1",
-                "title": "biochem",
-                "num_questions": 20,
-                "num_attempted": 20,
-                "score": 19,
-                "max_score": 20,
-                "attempted_max_score": 20,
-                "items": ["293486384"],
-            }
-        ],
-        "responses": [
-            {
-                "response_id": "r1",
-                "score": 1,
-                "max_score": 1,
-                "attempted": True,
-                "dt_score_updated": "2025-01-01T00:00:00Z",
-            }
-        ],
-        "dt_started": "2025-01-01 00:00:00",
-    }
-    record.update(changes)
-    return record
+    responses = [
+        {
+            "response_id": "r1",
+            "score": 1,
+            "max_score": 1,
+            "attempted": True,
+            "dt_score_updated": "2025-01-01T00:00:00Z",
+        }
+    ]
+    extras = {"responses": responses, "dt_started": "2025-01-01 00:00:00"}
+    return documented_record(**{**extras, **changes})
 
 
 @pytest.mark.parametrize(
