@@ -192,22 +192,23 @@ class Runner:
         result = self.detector.detect(page.records, self.state, batch.updates)
         observed_at = datetime.now(UTC)
         for change in result.changes:
-            self._produce_change(change, observed_at)
-            batch.changes[change.kind] = batch.changes.get(change.kind, 0) + 1
+            self._produce_change(change, observed_at, batch)
         for record, error in result.invalid:
             self._produce_dead_letter(record, error, batch.cursor)
             batch.dead_letters[error.reason] = batch.dead_letters.get(error.reason, 0) + 1
         batch.updates.update(result.updates)
         batch.repeats += result.repeats
 
-    def _produce_change(self, change: Change, observed_at: datetime) -> None:
+    def _produce_change(self, change: Change, observed_at: datetime, batch: Batch) -> None:
         event = change_to_event(change, observed_at, self._source)
         try:
             value = self.encoder.encode(event)
         except InvalidRecordError as exc:  # a record the schema cannot carry: dead-letter it
-            self._produce_dead_letter(change.record.raw, exc, self.committed_cursor)
+            self._produce_dead_letter(change.record.raw, exc, batch.cursor)
+            batch.dead_letters[exc.reason] = batch.dead_letters.get(exc.reason, 0) + 1
             return
         self._send(self.settings.kafka_topic, change.user_id.encode(), value)
+        batch.changes[change.kind] = batch.changes.get(change.kind, 0) + 1
 
     def _produce_dead_letter(self, record: object, error: Exception, cursor: str | None) -> None:
         key = record.get("session_id") if isinstance(record, dict) else None
