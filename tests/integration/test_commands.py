@@ -23,7 +23,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from dev.registry import SchemaRegistry
 from tests.fixtures.pipeline import MakePipeline
 from tests.support.connector_proc import ConnectorProcess, free_port, wait_for
-from tests.support.pipeline import Landed, Pipeline, read_events
+from tests.support.pipeline import Landed, Pipeline, duplicate_deliveries, read_events
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,7 @@ def unix(iso: str) -> float:
 
 
 def assert_no_duplicates(landed: Landed) -> None:
-    ids = [e["event_id"] for e in landed.events]
-    assert len(ids) == len(set(ids)), "an event was delivered twice"
+    assert duplicate_deliveries(landed) == [], "an event was delivered twice"
 
 
 def metrics_reach(connector: ConnectorProcess, **wanted: float) -> None:

@@ -23,6 +23,7 @@ from tests.support.pipeline import (
     Landed,
     content,
     count_messages,
+    duplicate_deliveries,
 )
 
 pytestmark = pytest.mark.integration
@@ -30,8 +31,7 @@ pytestmark = pytest.mark.integration
 
 def assert_stream_is_clean(landed: Landed, partitions: int = 4) -> None:
     """No duplicate, no repeat, in order per session, keyed and partitioned like Java."""
-    ids = [e["event_id"] for e in landed.events]
-    assert len(ids) == len(set(ids)), "an event was delivered twice"
+    assert duplicate_deliveries(landed) == [], "an event was delivered twice"
     for events in landed.by_session().values():
         for before, after in itertools.pairwise(events):
             assert content(before) != content(after), "two consecutive identical events"

@@ -61,6 +61,23 @@ class Landed:
         return grouped
 
 
+def duplicate_deliveries(landed: Landed) -> list[tuple[str, str]]:
+    """Events that landed twice: the same transition of the same record version.
+
+    ``event_id`` names a transition (session, new content, previous content), so a session
+    that really cycles (reopened and submitted again with the same scores) repeats an id
+    legitimately; a redelivery also repeats the record's ``dt_updated``.
+    """
+    seen: set[tuple[str, str]] = set()
+    duplicates = []
+    for event in landed.events:
+        delivery = (event["event_id"], event["dt_updated"])
+        if delivery in seen:
+            duplicates.append(delivery)
+        seen.add(delivery)
+    return duplicates
+
+
 def read_events(client_config: dict[str, str], topic: str, idle: float = 1.5) -> Landed:
     schema = current_value_schema()
     landed = Landed()
