@@ -11,6 +11,7 @@ flush, so a lost message can never be followed by a successful commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -59,7 +60,11 @@ def _describe(error: KafkaError) -> str:
 def classify(exc: KafkaException, action: str) -> Exception:
     """Our error for a librdkafka failure during ``action`` (no broker config echoed)."""
     error: KafkaError = exc.args[0]
-    if error.code() == KafkaError._FENCED or error.code() == KafkaError.PRODUCER_FENCED:
+    if error.code() in (
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+    ):
         return KafkaFatalError(
             f"{action}: fenced: another instance with the same CONNECTOR_NAME has taken over "
             f"({_describe(error)})"
@@ -183,7 +188,7 @@ class EventProducer:
             return
         if not self._in_transaction:
             return
-        self._producer.flush(timeout)
+        self._flush(timeout)
         self._raise_latched()
         self._retry(lambda: self._producer.commit_transaction(timeout), "commit_transaction")
         self._in_transaction = False
@@ -199,7 +204,7 @@ class EventProducer:
             self._in_transaction = False
 
     def flush(self, timeout: float = 60.0) -> None:
-        remaining = self._producer.flush(timeout)
+        remaining = self._flush(timeout)
         self._raise_latched()
         if remaining:
             raise RetriableError(f"{remaining} messages still undelivered after {timeout}s")
@@ -223,12 +228,29 @@ class EventProducer:
         return len(self._producer)
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.flush(timeout)
+        """Deliver what is queued, best effort: a dead producer has nothing left to say."""
+        try:
+            self._flush(timeout)
+        except KafkaFatalError as exc:
+            log.debug("producer closed after a fatal error", extra={"error": str(exc)})
 
     # --- helpers ----------------------------------------------------------------------
+    def _flush(self, timeout: float) -> int:
+        """``Producer.flush``; a fenced or failed producer can make it return NULL."""
+        try:
+            return int(self._producer.flush(timeout))
+        except SystemError as exc:
+            # confluent-kafka raises SystemError ("returned NULL without setting an
+            # exception") from flush once the transactional producer hit a fatal error
+            # such as being fenced; the error itself arrives through error_cb on a poll
+            with contextlib.suppress(SystemError, KafkaException):
+                self._producer.poll(0)
+            self._raise_latched()
+            raise KafkaFatalError(f"the Kafka producer failed: {exc}") from exc
+
     def _raise_latched(self) -> None:
         if self._fatal_error is not None:
-            raise KafkaFatalError(f"producer failed for good: {_describe(self._fatal_error)}")
+            raise classify(KafkaException(self._fatal_error), "producer")
         if self._delivery_error is not None:
             error, self._delivery_error = self._delivery_error, None
             if self.transactional:

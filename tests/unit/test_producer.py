@@ -1,0 +1,54 @@
+"""The producer wrapper's error translation, without a broker (a fake librdkafka handle)."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka import KafkaError
+
+from connector.errors import AbortableError, KafkaFatalError
+from connector.kafka.producer import EventProducer
+
+
+class FencedHandle:
+    """Acts like a transactional producer that a newer instance fenced mid-flush."""
+
+    def __init__(self, owner: EventProducer, report_error: bool) -> None:
+        self.owner = owner
+        self.report_error = report_error
+
+    def flush(self, timeout: float) -> int:
+        # confluent-kafka's behaviour seen in the fencing test: NULL without an exception
+        raise SystemError("<method 'flush' of 'cimpl.Producer' objects> returned NULL")
+
+    def poll(self, timeout: float) -> int:
+        if self.report_error:
+            self.owner._on_client_error(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+        return 0
+
+
+def make(report_error: bool) -> EventProducer:
+    producer = EventProducer({"bootstrap.servers": "127.0.0.1:1"}, transactional_id="t")
+    producer._producer = FencedHandle(producer, report_error)  # type: ignore[assignment]
+    producer._in_transaction = True
+    return producer
+
+
+def test_a_fenced_flush_says_so() -> None:
+    with pytest.raises(KafkaFatalError, match="fenced: another instance"):
+        make(report_error=True).commit()
+
+
+def test_a_failed_flush_without_a_reported_cause_is_still_fatal() -> None:
+    with pytest.raises(KafkaFatalError, match="producer failed"):
+        make(report_error=False).flush()
+
+
+def test_close_after_a_fatal_error_does_not_raise() -> None:
+    make(report_error=True).close()
+
+
+def test_a_failed_delivery_aborts_the_transaction() -> None:
+    producer = EventProducer({"bootstrap.servers": "127.0.0.1:1"}, transactional_id="t")
+    producer._on_delivery(KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "old epoch"), None)
+    with pytest.raises(AbortableError, match="not delivered"):
+        producer._raise_latched()
