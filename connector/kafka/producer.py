@@ -19,7 +19,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from connector.errors import AbortableError, KafkaFatalError, RetriableError
+from connector.errors import AbortableError, ConnectorError, KafkaFatalError, RetriableError
 from connector.kafka.clients import make_producer
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class EventProducer:
             try:
                 self._producer.begin_transaction()
             except KafkaException as exc:
-                raise classify(exc, "begin_transaction") from exc
+                raise self._classify(exc, "begin_transaction") from exc
             self._in_transaction = True
 
     def produce(
@@ -150,7 +150,7 @@ class EventProducer:
             except BufferError:  # local queue full: let deliveries drain, then go on
                 self._producer.poll(0.1)
             except KafkaException as exc:
-                raise classify(exc, "produce") from exc
+                raise self._classify(exc, "produce") from exc
         self._unpolled += 1
         if self._unpolled >= POLL_EVERY:
             self._unpolled = 0
@@ -174,7 +174,7 @@ class EventProducer:
                 except BufferError:
                     poll(0.1)
                 except KafkaException as exc:
-                    raise classify(exc, "produce") from exc
+                    raise self._classify(exc, "produce") from exc
             count += 1
             if count % POLL_EVERY == 0:
                 poll(0)
@@ -228,13 +228,24 @@ class EventProducer:
         return len(self._producer)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Deliver what is queued, best effort: a dead producer has nothing left to say."""
+        """Deliver what is queued, best effort: on the way out after a failure, what is
+        left undelivered belongs to a transaction that will not commit anyway."""
         try:
             self._flush(timeout)
-        except KafkaFatalError as exc:
-            log.debug("producer closed after a fatal error", extra={"error": str(exc)})
+        except ConnectorError as exc:
+            log.debug("producer closed after an error", extra={"error": str(exc)})
 
     # --- helpers ----------------------------------------------------------------------
+    def _classify(self, exc: KafkaException, action: str) -> Exception:
+        """``classify``, but a bare ``_FATAL`` is replaced by the fatal error behind it
+        (fenced, say), which librdkafka reports through error_cb on the next poll."""
+        if exc.args and exc.args[0].code() == KafkaError._FATAL:
+            with contextlib.suppress(SystemError, KafkaException):
+                self._producer.poll(0)
+            if self._fatal_error is not None:
+                return classify(KafkaException(self._fatal_error), action)
+        return classify(exc, action)
+
     def _flush(self, timeout: float) -> int:
         """``Producer.flush``; a fenced or failed producer can make it return NULL."""
         try:
@@ -263,7 +274,7 @@ class EventProducer:
                 call()
                 return
             except KafkaException as exc:
-                error = classify(exc, action)
+                error = self._classify(exc, action)
                 if not isinstance(error, RetriableError) or attempt == MAX_RETRIABLE_ATTEMPTS:
                     raise error from exc
                 log.warning("retrying", extra={"action": action, "error": str(error)})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from connector.errors import AbortableError, KafkaFatalError
 from connector.kafka.producer import EventProducer
@@ -52,3 +52,23 @@ def test_a_failed_delivery_aborts_the_transaction() -> None:
     producer._on_delivery(KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "old epoch"), None)
     with pytest.raises(AbortableError, match="not delivered"):
         producer._raise_latched()
+
+
+class FatalOnProduce(FencedHandle):
+    """librdkafka refuses produce() with a bare _FATAL; the cause comes via error_cb."""
+
+    def produce(self, *args: object, **kwargs: object) -> None:
+        raise KafkaException(KafkaError(KafkaError._FATAL, "Local: Fatal error", fatal=True))
+
+
+def test_a_bare_fatal_on_produce_names_the_fencing_behind_it() -> None:
+    producer = make(report_error=True)
+    producer._producer = FatalOnProduce(producer, report_error=True)  # type: ignore[assignment]
+    with pytest.raises(KafkaFatalError, match="fenced"):
+        producer.produce("topic", b"k", b"v")
+
+
+def test_close_after_an_undelivered_message_does_not_raise() -> None:
+    producer = make(report_error=False)
+    producer._on_delivery(KafkaError(KafkaError._PURGE_QUEUE, "purged"), None)
+    producer.close()
