@@ -90,6 +90,25 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (the connector's fetch process)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of ``pid`` itself and of its live children, apart."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in children(pid))
+
+
 def peak_rss(pid: int) -> int:
     """VmHWM (peak resident set) of a live process, in bytes."""
     return _status_kib(pid, "VmHWM") * 1024
@@ -428,7 +447,7 @@ def connector_backfill(
             interval=0.02,
         )
         first = time.perf_counter()
-        cpu_first = cpu_seconds(pid)
+        cpu_first = sum(tree_cpu_seconds(pid))
         metrics = wait_metrics(
             proc,
             lambda m: (
@@ -440,8 +459,9 @@ def connector_backfill(
             interval=0.05,
         )
         wall = time.perf_counter() - first
-        cpu_total = cpu_seconds(pid)
-        peak = peak_rss(pid)
+        cpu_main, cpu_fetch = tree_cpu_seconds(pid)
+        cpu_total = cpu_main + cpu_fetch
+        peak = peak_rss(pid) + sum(peak_rss(child) for child in children(pid))
         since_start, emu, brk = window.stop()
         transactions = int(metrics.get(f"{METRIC}transactions_total", 0))
         proc.terminate()
@@ -452,7 +472,8 @@ def connector_backfill(
     note = (
         f"exactly once; {transactions} transactions; {committed:,} events read back "
         f"read_committed; {cpu_total - cpu_first:.2f} cpu s after the first record, "
-        f"{since_start:.1f} s from process start"
+        f"{since_start:.1f} s from process start; cpu s: runner process {cpu_main:.2f}, "
+        f"fetch process {cpu_fetch:.2f}; peak RSS is the two processes' sum"
     )
     row = Row("connector (run, exactly once)", sessions, wall, cpu_total, emu, brk, peak, note)
     return row, env["KAFKA_TOPIC"]
@@ -612,7 +633,7 @@ def main() -> None:
 def _jvm_flags() -> tuple[str, ...]:
     from dev import kafka_broker as kb  # noqa: PLC0415
 
-    return kb.JVM_OPTIONS
+    return kb.jvm_options()
 
 
 def backfill(args: argparse.Namespace, broker: KafkaBroker, work: Path) -> None:

@@ -19,9 +19,24 @@ Messages never contain secrets: they are built from codes, URLs and settings nam
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConnectorError(Exception):
     """Base of every error the connector raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's default re-calls __init__ with ``args``, which subclasses with
+        # other signatures (ConfigError) turn into a different message; errors cross
+        # into the runner from the fetch process, so they must come back unchanged
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[ConnectorError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ConfigError(ConnectorError):

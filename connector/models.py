@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 #: One API record exactly as the Data API returned it (decoded JSON object). Kept raw so
 #: that fields the schema does not model yet are never lost and dead letters keep the
@@ -56,12 +56,44 @@ class ScoreRecord:
     raw: RawRecord = field(compare=False, repr=False)
 
 
+class PreparedRecord(NamedTuple):
+    """A validated record, fingerprinted and encoded ahead of the decision about it.
+
+    Made where the page is fetched (possibly another process: a tuple pickles cheaply);
+    holds no raw JSON, only what deciding and publishing need.
+    """
+
+    session_id: str
+    user_id: str
+    status: str
+    #: 64-bit fingerprint of what matters (connector.changes.fingerprint)
+    fingerprint: int
+    #: the event's Avro body without its decided fields (``kafka.serde.BodyEncoder``)
+    body: tuple[bytes, ...]
+
+
+class DecidableRecord(Protocol):
+    """What deciding a change needs of a record (``ScoreRecord``, ``PreparedRecord``)."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+
+R = TypeVar("R", bound=DecidableRecord)
+
+
 @dataclass(frozen=True, slots=True)
-class Change:
+class Change(Generic[R]):
     """One event to publish: a session reached a state the connector had not emitted yet."""
 
     kind: ChangeKind
-    record: ScoreRecord
+    record: R
     #: 64-bit fingerprint of what matters in ``record`` (connector.changes.fingerprint)
     fingerprint: int
     #: the fingerprint this change moves away from; None for ``created``
@@ -79,6 +111,33 @@ class Change:
     def user_id(self) -> str:
         """The Kafka key (as UTF-8 bytes)."""
         return self.record.user_id
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record that cannot become an event, as it goes to the dead-letter topic."""
+
+    #: the record's ``session_id`` as UTF-8, when it has a usable one
+    key: bytes | None
+    #: the record's original JSON
+    value: bytes
+    error_class: str
+    #: one of ``connector.changes.validate.INVALID_REASONS``
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPage:
+    """One fetched page, made ready for deciding: what the fetch side hands the runner."""
+
+    #: the valid records, in page order
+    records: tuple[PreparedRecord, ...]
+    dead_letters: tuple[DeadLetter, ...]
+    #: how many items the page had (valid or not)
+    fetched: int
+    #: the updated time (Unix seconds) of the page's newest record, if it has one
+    position: float | None
 
 
 @dataclass(frozen=True, slots=True)

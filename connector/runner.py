@@ -2,8 +2,9 @@
 
     restore   init_transactions (fences older instances, ends their open transactions),
               then read the state topic back: fingerprints and the committed cursor
-    fetch     the Fetcher thread pages through the Data API ahead of us
-    detect    each page against committed state + this batch's pending updates (pure)
+    fetch     the fetch process pages through the Data API ahead of us and prepares
+              each page: validation, fingerprints, event bodies (connector.fetch_side)
+    decide    each page against committed state + this batch's pending updates (pure)
     produce   events and dead letters into the open transaction
     commit    once per commit interval, when caught up, or when the batch is large:
               the batch's fingerprint entries and the cursor go into the same
@@ -21,31 +22,27 @@ to the committed cursor, go on; FatalError → stop with one clear line (exit 1)
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from connector import __version__
-from connector.changes.detector import ChangeDetector
-from connector.changes.event import change_to_event, source_fields
+from connector.changes.detector import decide
 from connector.changes.state import SessionEntry, SessionState, iter_encoded
 from connector.errors import (
     AbortableError,
     ConnectorError,
     FatalError,
-    InvalidRecordError,
     RetriableError,
 )
 from connector.kafka.producer import EventProducer, Headers
-from connector.kafka.serde import EventEncoder
+from connector.kafka.serde import BodyEncoder, EventEncoder
 from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
-from connector.learnosity.fetcher import Fetched, Fetcher
+from connector.learnosity.fetcher import Fetched, PageSource
 from connector.learnosity.paging import Step
-from connector.models import Change, EventSource, Page
+from connector.models import DeadLetter, PreparedPage
 from connector.observability.health import Health
 from connector.observability.metrics import Metrics
 from connector.observability.progress import BackfillProgress
@@ -78,20 +75,6 @@ class Batch:
         return self.cursor_moved or bool(self.updates) or bool(self.dead_letters)
 
 
-def record_position(record: object) -> float | None:
-    """A record's updated time (Unix seconds), from the fields the service sends."""
-    if not isinstance(record, dict):
-        return None
-    for name in ("dt_updated", "dt_saved", "dt_completed", "dt_started"):
-        value = record.get(name)
-        if isinstance(value, str) and value:
-            try:
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                continue
-    return None
-
-
 class Runner:
     def __init__(
         self,
@@ -101,20 +84,19 @@ class Runner:
         encoder: EventEncoder,
         state: SessionState,
         cursor: StoredCursor | None,
-        make_fetcher: Callable[[str | None], Fetcher],
+        make_fetcher: Callable[[str | None], PageSource],
         metrics: Metrics,
         health: Health,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
         progress: BackfillProgress | None = None,
+        body: BodyEncoder | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.encoder = encoder
         self.state = state
-        self.detector = ChangeDetector(
-            include_responses=settings.learnosity_include_response_scores
-        )
+        self._body = body or BodyEncoder()
         self.metrics = metrics
         self.health = health
         self.stop = stop
@@ -124,13 +106,10 @@ class Runner:
         self.committed_cursor = cursor.next_token if cursor else None
         self.committed_position = cursor.position if cursor else None
         self._commit_interval = settings.kafka_commit_interval_ms / 1000
-        # mapped once: every event shares the same read-only source dict
-        self._source = source_fields(
-            EventSource(settings.connector_name, settings.learnosity_api_version, __version__)
-        )
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
+        self._header = self.encoder.header  # known now: the encoder was registered
         fetcher = self._make_fetcher(self.committed_cursor)
         fetcher.start()
         batch = self._new_batch()
@@ -182,47 +161,43 @@ class Runner:
             batch.cursor_moved = True
         return item.step is not Step.MORE
 
-    def _process(self, page: Page, batch: Batch) -> None:
-        batch.records += len(page.records)
-        self.metrics.records_fetched.inc(len(page.records))
-        for record in reversed(page.records):
-            if (position := record_position(record)) is not None:
-                batch.position = position
-                break
-        result = self.detector.detect(page.records, self.state, batch.updates)
-        observed_at = datetime.now(UTC)
-        for change in result.changes:
-            self._produce_change(change, observed_at, batch)
-        for record, error in result.invalid:
-            self._produce_dead_letter(record, error, batch.cursor)
-            batch.dead_letters[error.reason] = batch.dead_letters.get(error.reason, 0) + 1
+    def _process(self, page: PreparedPage, batch: Batch) -> None:
+        batch.records += page.fetched
+        self.metrics.records_fetched.inc(page.fetched)
+        if page.position is not None:
+            batch.position = page.position
+        result = decide(((r, r.fingerprint) for r in page.records), self.state, batch.updates)
+        # the hot loop: one assemble and one produce per change, nothing else
+        header, assemble, topic = self._header, self._body.assemble, self.settings.kafka_topic
+        produce = self.producer.produce
+        counts = batch.changes
+        try:
+            for change in result.changes:
+                record = change.record
+                kind = change.kind
+                value = assemble(
+                    header, record.body, change.event_id, kind.value, change.previous_status
+                )
+                produce(topic, record.user_id.encode("utf-8"), value)
+                counts[kind] = counts.get(kind, 0) + 1
+        except ConnectorError:
+            self.metrics.produce_errors.inc()
+            raise
+        for letter in page.dead_letters:
+            self._produce_dead_letter(letter, batch.cursor)
+            batch.dead_letters[letter.reason] = batch.dead_letters.get(letter.reason, 0) + 1
         batch.updates.update(result.updates)
         batch.repeats += result.repeats
 
-    def _produce_change(self, change: Change, observed_at: datetime, batch: Batch) -> None:
-        event = change_to_event(change, observed_at, self._source)
-        try:
-            value = self.encoder.encode(event)
-        except InvalidRecordError as exc:  # a record the schema cannot carry: dead-letter it
-            self._produce_dead_letter(change.record.raw, exc, batch.cursor)
-            batch.dead_letters[exc.reason] = batch.dead_letters.get(exc.reason, 0) + 1
-            return
-        self._send(self.settings.kafka_topic, change.user_id.encode(), value)
-        batch.changes[change.kind] = batch.changes.get(change.kind, 0) + 1
-
-    def _produce_dead_letter(self, record: object, error: Exception, cursor: str | None) -> None:
-        key = record.get("session_id") if isinstance(record, dict) else None
+    def _produce_dead_letter(self, letter: DeadLetter, cursor: str | None) -> None:
         headers = [
-            ("error.class", type(error).__name__.encode()),
-            ("error.reason", str(getattr(error, "reason", "invalid_record")).encode()),
-            ("error.message", str(error)[:1000].encode()),
+            ("error.class", letter.error_class.encode()),
+            ("error.reason", letter.reason.encode()),
+            ("error.message", letter.message.encode("utf-8", "backslashreplace")),
             ("cursor", (cursor or "").encode()),
             ("connector.version", __version__.encode()),
         ]
-        value = json.dumps(record, ensure_ascii=False, default=str).encode()
-        self._send(
-            self.settings.kafka_dlq_topic, str(key).encode() if key else None, value, headers
-        )
+        self._send(self.settings.kafka_dlq_topic, letter.key, letter.value, headers)
 
     def _send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None

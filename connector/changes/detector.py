@@ -13,19 +13,23 @@ uncommitted transaction), then the committed ``state``. So a session seen twice 
 batch yields only the changes between its distinct consecutive states, in order.
 ``state`` is never modified: the caller applies ``updates`` only after the Kafka
 transaction holding the events commits.
+
+``decide`` is the stateful half alone, for records validated and fingerprinted ahead
+(``connector.changes.prepare``, on the fetch side); ``ChangeDetector.detect`` does all
+of it for raw API items.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol
 
 from connector.changes.fingerprint import event_id, fingerprint
 from connector.changes.state import SessionEntry
 from connector.changes.validate import validate
 from connector.errors import InvalidRecordError
-from connector.models import Change, ChangeKind
+from connector.models import Change, ChangeKind, R, ScoreRecord
 
 
 class SessionLookup(Protocol):
@@ -35,8 +39,8 @@ class SessionLookup(Protocol):
 
 
 @dataclass(slots=True)
-class DetectionResult:
-    changes: list[Change] = field(default_factory=list)
+class DetectionResult(Generic[R]):
+    changes: list[Change[R]] = field(default_factory=list)
     #: records dropped because nothing that matters changed
     repeats: int = 0
     #: records that failed validation, as fetched, with the reason (for the DLQ)
@@ -55,40 +59,56 @@ class ChangeDetector:
         records: Iterable[Any],
         state: SessionLookup,
         pending: Mapping[str, SessionEntry] | None = None,
-    ) -> DetectionResult:
-        """Decide ``records`` against ``pending`` (earlier, uncommitted decisions of the
-        same transaction, e.g. the previous pages' ``updates``), then ``state``."""
-        result = DetectionResult()
-        overlay = result.updates
-        pending = pending or {}
+    ) -> DetectionResult[ScoreRecord]:
+        """Validate and fingerprint raw API items, then ``decide`` them."""
+        valid: list[tuple[ScoreRecord, int]] = []
+        invalid: list[tuple[Any, InvalidRecordError]] = []
         for item in records:
             try:
                 record = validate(item)
             except InvalidRecordError as exc:
-                result.invalid.append((item, exc))
+                invalid.append((item, exc))
                 continue
-            session_id = record.session_id
-            new_fp = fingerprint(record.raw, self.include_responses)
-            previous = overlay.get(session_id) or pending.get(session_id) or state.get(session_id)
-            if previous is None:
-                kind = ChangeKind.CREATED
-                previous_fp, previous_status = None, None
-            elif previous.fingerprint == new_fp:
-                result.repeats += 1
-                continue
-            else:
-                previous_fp, previous_status = previous
-                same_status = previous_status == record.status
-                kind = ChangeKind.SCORE_CHANGED if same_status else ChangeKind.STATUS_CHANGED
-            result.changes.append(
-                Change(
-                    kind=kind,
-                    record=record,
-                    fingerprint=new_fp,
-                    previous_fingerprint=previous_fp,
-                    previous_status=previous_status,
-                    event_id=event_id(session_id, new_fp, previous_fp),
-                )
-            )
-            overlay[session_id] = SessionEntry(new_fp, record.status)
+            valid.append((record, fingerprint(record.raw, self.include_responses)))
+        result = decide(valid, state, pending)
+        result.invalid = invalid
         return result
+
+
+def decide(
+    records: Iterable[tuple[R, int]],
+    state: SessionLookup,
+    pending: Mapping[str, SessionEntry] | None = None,
+) -> DetectionResult[R]:
+    """Decide valid ``(record, fingerprint)`` pairs against ``pending`` (earlier,
+    uncommitted decisions of the same transaction, e.g. the previous pages' ``updates``),
+    then ``state``."""
+    result: DetectionResult[R] = DetectionResult()
+    overlay = result.updates
+    pending = pending or {}
+    changes = result.changes
+    for record, new_fp in records:
+        session_id = record.session_id
+        previous = overlay.get(session_id) or pending.get(session_id) or state.get(session_id)
+        if previous is None:
+            kind = ChangeKind.CREATED
+            previous_fp, previous_status = None, None
+        elif previous.fingerprint == new_fp:
+            result.repeats += 1
+            continue
+        else:
+            previous_fp, previous_status = previous
+            same_status = previous_status == record.status
+            kind = ChangeKind.SCORE_CHANGED if same_status else ChangeKind.STATUS_CHANGED
+        changes.append(
+            Change(
+                kind,
+                record,
+                new_fp,
+                previous_fp,
+                previous_status,
+                event_id(session_id, new_fp, previous_fp),
+            )
+        )
+        overlay[session_id] = SessionEntry(new_fp, record.status)
+    return result

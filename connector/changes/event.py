@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from connector.changes.fingerprint import SUBSCORE_FIELDS as FINGERPRINTED_SUBSCORE_FIELDS
-from connector.models import Change, EventSource
+from connector.models import Change, EventSource, ScoreRecord
 
 RECORD_FIELDS: Final = frozenset(
     (
@@ -60,25 +60,36 @@ def source_fields(source: EventSource) -> dict[str, str]:
 
 
 def change_to_event(
-    change: Change, observed_at: datetime, source: EventSource | Mapping[str, str]
+    change: Change[ScoreRecord], observed_at: datetime, source: EventSource | Mapping[str, str]
 ) -> dict[str, Any]:
     """The event value for ``change``; ``observed_at`` must be timezone-aware.
 
     ``source`` may be given pre-mapped (``source_fields(source)``) to save the work per
     record; the same dict is then shared by every event, which the encoders only read.
     """
-    raw = change.record.raw
+    return {
+        "event_id": change.event_id,
+        "change": change.kind.value,
+        "previous_status": change.previous_status,
+        **record_fields(change.record, epoch_millis(observed_at), source),
+    }
+
+
+def record_fields(
+    record: ScoreRecord, observed_at_ms: int, source: EventSource | Mapping[str, str]
+) -> dict[str, Any]:
+    """Every field of the event but the decided ones (``event_id``, ``change``,
+    ``previous_status``): what a record alone determines, so it can be encoded before
+    the change is decided (``kafka.serde.BodyEncoder``)."""
+    raw = record.raw
     get = raw.get
     subscores = get("subscores")
     responses = get("responses")
     return {
-        "event_id": change.event_id,
-        "change": change.kind.value,
-        "session_id": change.record.session_id,
-        "user_id": change.record.user_id,
-        "activity_id": change.record.activity_id,
-        "status": change.record.status,
-        "previous_status": change.previous_status,
+        "session_id": record.session_id,
+        "user_id": record.user_id,
+        "activity_id": record.activity_id,
+        "status": record.status,
         "score": _double(get("score")),
         "max_score": _double(get("max_score")),
         "subscores": [_subscore(s) for s in subscores] if subscores else None,
@@ -87,7 +98,7 @@ def change_to_event(
         "dt_completed": get("dt_completed"),
         "dt_saved": get("dt_saved"),
         "dt_updated": get("dt_updated"),
-        "observed_at": epoch_millis(observed_at),
+        "observed_at": observed_at_ms,
         "source": source_fields(source) if isinstance(source, EventSource) else source,
         "extra_fields_json": _extra(raw, RECORD_FIELDS),
     }

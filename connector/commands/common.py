@@ -19,6 +19,12 @@ def load_for_command(
         secrets_dir=getattr(args, "secrets_dir", None),
         need_kafka=need_kafka,
     )
+    setup_logging(settings)
+    return settings
+
+
+def setup_logging(settings: Settings) -> None:
+    """Make the settings' secrets unprintable, then log as they say (each process once)."""
     for secret in (
         settings.learnosity_consumer_secret,
         settings.kafka_sasl_password,
@@ -26,4 +32,3 @@ def load_for_command(
     ):
         register_secret(secret.get_secret_value())
     configure_logging(settings.log_level, settings.log_format.value)
-    return settings

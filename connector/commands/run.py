@@ -20,14 +20,12 @@ from types import FrameType
 from connector.changes.state import SessionState
 from connector.cli import add_config_options
 from connector.commands.common import load_for_command
+from connector.fetch_side import FetchPlan, FetchProcess
 from connector.kafka.admin import TopicSpec, ensure_topics
 from connector.kafka.presence import Presence
 from connector.kafka.producer import EventProducer
 from connector.kafka.serde import build_encoder
 from connector.kafka.state_topic import CURSOR_KEY, StoredCursor, read_compacted
-from connector.learnosity.client import DataApiClient
-from connector.learnosity.fetcher import Fetcher
-from connector.learnosity.paging import Pager
 from connector.observability.health import Health, HealthServer
 from connector.observability.metrics import Metrics
 from connector.observability.progress import BackfillProgress
@@ -89,6 +87,21 @@ def _hard_exit() -> None:
     os._exit(1)
 
 
+def _start_from(settings: Settings, cursor: StoredCursor | None) -> StartFrom:
+    """Where to start without a cursor: a committed "start from" wins over the settings'.
+
+    ``latest`` is fixed to a time once, so a rewind cannot skip ahead to a newer now.
+    """
+    start_from = (
+        StartFrom.parse(cursor.start_from)
+        if cursor is not None and cursor.next_token is None and cursor.start_from
+        else settings.learnosity_start_from
+    )
+    if start_from.kind == "latest":
+        start_from = StartFrom("time", datetime.now(UTC))
+    return start_from
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_for_command(args, need_kafka=True)
     stop = threading.Event()
@@ -96,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
     metrics = Metrics(settings.learnosity_api_version)
     health = Health()
     server = HealthServer(settings.http_port, metrics, health).start()
-    client: DataApiClient | None = None
     producer: EventProducer | None = None
     presence: Presence | None = None
     try:
@@ -129,34 +141,10 @@ def run(args: argparse.Namespace) -> int:
         health.restored = True
         encoder = build_encoder(settings)
         encoder.register()
-        client = DataApiClient.from_settings(settings, observer=metrics, stop=stop)
-        start_from = (
-            StartFrom.parse(cursor.start_from)
-            if cursor is not None and cursor.next_token is None and cursor.start_from
-            else settings.learnosity_start_from
-        )
-        if start_from.kind == "latest":  # fixed once: a rewind must not skip ahead to a newer now
-            start_from = StartFrom("time", datetime.now(UTC))
+        plan = FetchPlan(settings, _start_from(settings, cursor))
 
-        def make_pager(token: str | None) -> Pager:
-            pager = Pager.from_settings(settings, cursor=token, now=datetime.now(UTC))
-            if token is None:
-                pager = Pager(pager.filters, start_from, limit=pager.limit, now=datetime.now(UTC))
-            return pager
-
-        def make_fetcher(token: str | None) -> Fetcher:
-            assert client is not None
-            return Fetcher(
-                client,
-                make_pager,
-                token,
-                poll_interval=settings.learnosity_poll_interval_seconds,
-                stop=stop,
-                on_stall=lambda p: log.warning(
-                    "stalled cursor: the same token and records came back",
-                    extra={"cursor": p.cursor},
-                ),
-            )
+        def make_fetcher(token: str | None) -> FetchProcess:
+            return FetchProcess(plan, token, observer=metrics, stop=stop)
 
         Runner(
             settings,
@@ -178,6 +166,4 @@ def run(args: argparse.Namespace) -> int:
             presence.close()
         if producer is not None:
             producer.close()
-        if client is not None:
-            client.close()
         server.stop()

@@ -46,7 +46,9 @@ from connector.settings import Settings
 
 __all__ = [
     "CONFLUENT_MAGIC",
+    "DECIDED_FIELDS",
     "SINGLE_OBJECT_MAGIC",
+    "BodyEncoder",
     "EventDecodeError",
     "EventDecoder",
     "EventEncoder",
@@ -121,6 +123,11 @@ class EventEncoder(Protocol):
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
         """The value bytes of one event (``change_to_event``'s result)."""
+
+    @property
+    def header(self) -> bytes:
+        """What precedes every Avro body (``BodyEncoder.assemble``); known after
+        ``register()``."""
 
     def check(self) -> str:
         """Read-only: can events be encoded as configured? A plain-words answer, or raise."""
@@ -350,6 +357,67 @@ def compile_writer(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], b
     return encode
 
 
+#: the event fields that depend on committed state, decided by the runner; every other
+#: field is encoded ahead of the decision (in the fetch process) by ``BodyEncoder``
+DECIDED_FIELDS: Final = ("event_id", "change", "previous_status")
+
+
+class BodyEncoder:
+    """Encodes an event body in two steps: ahead, and when the change is decided.
+
+    ``encode(fields)`` writes every field but the decided ones (``DECIDED_FIELDS``) and
+    returns the bytes between them, in schema order (one more segment than decided
+    fields); ``assemble`` writes the decided values into the gaps. Avro binary has no
+    field tags or lengths around records, so the concatenation is byte for byte the
+    body ``compile_writer`` (and fastavro) writes for the whole event.
+    """
+
+    def __init__(self, schema: Mapping[str, Any] | None = None) -> None:
+        schema = dict(schema if schema is not None else value_schema())
+        compiler = _WriterCompiler()
+        names = [f["name"] for f in schema["fields"]]
+        if [n for n in names if n in DECIDED_FIELDS] != list(DECIDED_FIELDS):
+            raise UnsupportedSchemaError(f"decided fields must appear as {DECIDED_FIELDS}")
+        compiler.build(schema)  # names every nested type first
+        namespace = schema.get("namespace", "")
+        runs: list[list[tuple[str, FieldWriter, bool]]] = [[]]
+        decided: list[FieldWriter] = []
+        for f in schema["fields"]:
+            writer = compiler.build(f["type"], namespace)
+            if f["name"] in DECIDED_FIELDS:
+                decided.append(writer)
+                runs.append([])
+            else:
+                runs[-1].append((f["name"], writer, f.get("default", 0) is None))
+        self._runs = [_record(run) for run in runs]
+        self._decided = decided
+
+    def encode(self, fields: Mapping[str, Any]) -> tuple[bytes, ...]:
+        """The segments of ``fields`` (an event without its decided fields)."""
+        segments = []
+        try:
+            for write in self._runs:
+                chunks: list[bytes] = []
+                write(chunks.append, fields)
+                segments.append(b"".join(chunks))
+        except Exception as exc:  # writers raise many types for bad data
+            raise _not_serializable(exc) from exc
+        return tuple(segments)
+
+    def assemble(self, header: bytes, segments: tuple[bytes, ...], *decided: Any) -> bytes:
+        """``header`` + the whole body: ``segments`` with ``decided`` values between them
+        (in ``DECIDED_FIELDS`` order). Raises ``InvalidRecordError`` for a bad value."""
+        parts = [header, segments[0]]
+        emit = parts.append
+        try:
+            for write, value, segment in zip(self._decided, decided, segments[1:], strict=True):
+                write(emit, value)
+                emit(segment)
+        except Exception as exc:  # writers raise many types for bad data
+            raise _not_serializable(exc) from exc
+        return b"".join(parts)
+
+
 class SingleObjectEncoder:
     """Avro single-object encoding: needs no registry, readers need the schema files."""
 
@@ -473,6 +541,13 @@ class RegistryEncoder:
                 f"the schema backward-compatibly (see avro/README.md) or use a new topic."
             )
         return f"subject {self.subject!r}: the schema is compatible; registered at start"
+
+    @property
+    def header(self) -> bytes:
+        """Confluent wire format: magic byte 0 and the 4-byte big-endian schema id."""
+        if self.schema_id is None:
+            raise FatalError("RegistryEncoder.header before register(): the schema id is unknown")
+        return bytes((CONFLUENT_MAGIC,)) + self.schema_id.to_bytes(4, "big")
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
         try:

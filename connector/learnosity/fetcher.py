@@ -1,7 +1,8 @@
 """Fetches the next page while the current one is processed (a background thread).
 
-The fetcher owns the pager: once page N is in, it advances the cursor and asks for page
-N+1 at once, so the Data API round trip overlaps detection, encoding and producing. The
+The fetcher owns the pager: once page N is in, it advances the cursor, prepares the page
+(validation, fingerprints, event bodies: ``changes.prepare``) and asks for page N+1, so
+the Data API round trip and the stateless work overlap deciding and producing. The
 queue between the two threads is short (two pages), so memory stays bounded.
 
 Nothing here touches Kafka or the committed state. When the runner must re-read from
@@ -17,11 +18,12 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from connector.errors import ShutdownRequested
 from connector.learnosity.client import DataApiClient
 from connector.learnosity.paging import Pager, Step
-from connector.models import Page
+from connector.models import Page, PreparedPage
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,26 @@ class Fetched:
     """One page and what it meant, or the error that stopped the fetcher."""
 
     generation: int
-    page: Page | None
+    page: PreparedPage | None
     step: Step | None
     #: the pager's cursor after this page (what to commit once the page is processed)
     cursor: str | None
     error: BaseException | None = None
+
+
+class PageSource(Protocol):
+    """What the runner reads pages from: a ``Fetcher`` or ``fetch_side.FetchProcess``."""
+
+    @property
+    def generation(self) -> int: ...
+
+    def start(self) -> None: ...
+
+    def get(self, timeout: float) -> Fetched | None: ...
+
+    def rewind(self, cursor: str | None) -> None: ...
+
+    def join(self, timeout: float) -> None: ...
 
 
 class Fetcher:
@@ -47,9 +64,11 @@ class Fetcher:
         *,
         poll_interval: float,
         stop: threading.Event,
+        prepare: Callable[[Page], PreparedPage],
         on_stall: Callable[[Pager], None] | None = None,
     ) -> None:
         self._client = client
+        self._prepare = prepare
         self._make_pager = make_pager
         self._poll_interval = poll_interval
         self._stop = stop
@@ -127,7 +146,8 @@ class Fetcher:
                 step = pager.advance(page)
             if step is Step.STALLED and self._on_stall is not None:
                 self._on_stall(pager)
-            if not self._put(Fetched(generation, page, step, pager.cursor)):
+            prepared = self._prepare(page)  # here, so it overlaps the runner's work
+            if not self._put(Fetched(generation, prepared, step, pager.cursor)):
                 continue
             if step is not Step.MORE:
                 # caught up or stalled: wait a poll interval (or a rewind) before asking again

@@ -8,7 +8,7 @@ import pytest
 from connector.errors import SourceFatalError
 from connector.learnosity.fetcher import Fetcher
 from connector.learnosity.paging import Filters, Pager, Step
-from connector.models import Page
+from connector.models import Page, PreparedPage, PreparedRecord
 from connector.settings import StartFrom
 
 
@@ -32,6 +32,12 @@ def recs(*ids: str) -> tuple[dict, ...]:
     return tuple({"session_id": i} for i in ids)
 
 
+def ids_only(page: Page) -> PreparedPage:
+    """A stand-in for PagePreparer that keeps only what these tests look at."""
+    records = tuple(PreparedRecord(r["session_id"], "", "", 0, ()) for r in page.records)
+    return PreparedPage(records, (), len(page.records), None)
+
+
 def make(client: FakeClient, stop: threading.Event, cursor: str | None = None) -> Fetcher:
     return Fetcher(
         client,  # type: ignore[arg-type]
@@ -39,6 +45,7 @@ def make(client: FakeClient, stop: threading.Event, cursor: str | None = None) -
         cursor,
         poll_interval=0.05,
         stop=stop,
+        prepare=ids_only,
     )
 
 
@@ -53,7 +60,7 @@ def test_pages_arrive_in_order_then_caught_up() -> None:
     assert first is not None and first.step is Step.MORE and first.cursor == "t1"
     assert second is not None and second.step is Step.CAUGHT_UP and second.cursor == "t2"
     third = fetcher.get(5)  # after the poll interval it asks again from t2
-    assert third is not None and third.page is not None and third.page.is_empty
+    assert third is not None and third.page is not None and third.page.fetched == 0
     assert third.cursor == "t2"
     stop.set()
     fetcher.join(2)
@@ -75,7 +82,7 @@ def test_rewind_starts_a_new_generation_from_the_given_cursor() -> None:
     fetcher.rewind("t1")
     item = fetcher.get(5)
     assert item is not None and item.generation == 1
-    assert item.page is not None and item.page.records == recs("c", "d")
+    assert item.page is not None and [r.session_id for r in item.page.records] == ["c", "d"]
     stop.set()
     fetcher.join(2)
 

@@ -8,11 +8,12 @@ the committed state; a record the schema cannot carry becomes a counted dead let
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pytest
 
+from connector.changes.prepare import PagePreparer
 from connector.changes.state import SessionState
 from connector.errors import AbortableError, InvalidRecordError
 from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
@@ -92,26 +93,35 @@ class RecordingProducer:
 
 
 class Encoder:
-    def __init__(self, refuse_session: str | None = None) -> None:
-        self.refuse_session = refuse_session
+    header = b""
 
     def register(self) -> None:
         pass
 
-    def encode(self, event: dict[str, Any]) -> bytes:
-        if event["session_id"] == self.refuse_session:
+
+class Body:
+    """Stands in for BodyEncoder: a body is the session id, assembled with the change."""
+
+    def __init__(self, refuse_session: str | None = None) -> None:
+        self.refuse_session = refuse_session
+
+    def encode(self, fields: Mapping[str, Any]) -> tuple[bytes, ...]:
+        if fields["session_id"] == self.refuse_session:
             raise InvalidRecordError("does not fit the schema", reason="not_serializable")
-        return f"{event['session_id']}:{event['change']}".encode()
+        return (fields["session_id"].encode(),)
+
+    def assemble(self, header: bytes, segments: tuple[bytes, ...], *decided: Any) -> bytes:
+        return header + segments[0] + b":" + decided[1].encode()
 
 
-def page(token: str, *records: dict[str, Any]) -> Fetched:
-    return Fetched(0, Page(tuple(records), token, limit=50), Step.CAUGHT_UP, token)
+def page(token: str, *records: dict[str, Any], body: Body | None = None) -> Fetched:
+    prepare = PagePreparer(include_responses=False, encode_body=(body or Body()).encode, source={})
+    return Fetched(0, prepare(Page(tuple(records), token, limit=50)), Step.CAUGHT_UP, token)
 
 
 def run(
     pages: list[Fetched],
     producer: RecordingProducer,
-    encoder: Encoder | None = None,
     state: SessionState | None = None,
 ) -> tuple[Runner, ScriptedFetcher, Metrics]:
     stop = threading.Event()
@@ -120,13 +130,14 @@ def run(
     runner = Runner(
         SETTINGS,
         producer=producer,  # type: ignore[arg-type]
-        encoder=encoder or Encoder(),
+        encoder=Encoder(),  # type: ignore[arg-type]
         state=state if state is not None else SessionState(),
         cursor=StoredCursor(next_token="t0"),
         make_fetcher=lambda cursor: fetcher,  # type: ignore[arg-type,return-value]
         metrics=metrics,
         health=Health(),
         stop=stop,
+        body=Body(),  # type: ignore[arg-type]
     )
     runner.run()
     return runner, fetcher, metrics
@@ -169,7 +180,7 @@ def test_a_record_the_schema_refuses_is_a_counted_dead_letter() -> None:
     refused = documented_record(session_id="refused", user_id="u2")
     invalid = {"session_id": 5}
     _, _, metrics = run(
-        [page("t1", good, refused, invalid)], producer, Encoder(refuse_session="refused")
+        [page("t1", good, refused, invalid, body=Body(refuse_session="refused"))], producer
     )
     dead = [m for m in producer.committed if m[0] == SETTINGS.kafka_dlq_topic]
     assert len(dead) == 2

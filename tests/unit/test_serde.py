@@ -18,10 +18,13 @@ from fastavro.utils import generate_many
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.changes import ChangeDetector, SessionState
+from connector.changes import ChangeDetector, SessionEntry, SessionState
+from connector.changes.event import epoch_millis, record_fields
 from connector.changes.validate import INVALID_REASONS
-from connector.errors import InvalidRecordError, RetriableError
+from connector.errors import FatalError, InvalidRecordError, RetriableError
 from connector.kafka.serde import (
+    DECIDED_FIELDS,
+    BodyEncoder,
     EventDecodeError,
     EventDecoder,
     RegistryEncoder,
@@ -506,3 +509,66 @@ def test_observed_at_is_exact_to_the_millisecond() -> None:
     # a moment where timestamp() * 1000 in floats gives ...260
     moment = datetime(1978, 8, 4, 1, 22, 25, 261000, tzinfo=UTC)
     assert change_to_event(change_of(RECORD), moment, SOURCE)["observed_at"] == 271041745261
+
+
+# --- the body encoded in two steps (fetch side, then runner) ------------------------------------
+def two_step_bytes(change: Change, header: bytes) -> bytes:
+    """What the runner publishes: the body encoded ahead, the decided fields filled in."""
+    body = BodyEncoder()
+    fields = record_fields(change.record, epoch_millis(OBSERVED), SOURCE)
+    segments = body.encode(fields)
+    assert len(segments) == len(DECIDED_FIELDS) + 1
+    return body.assemble(
+        header, segments, change.event_id, change.kind.value, change.previous_status
+    )
+
+
+@settings(max_examples=200)
+@given(RECORDS)
+def test_the_two_step_body_is_byte_for_byte_fastavros_whole_event(record: dict[str, Any]) -> None:
+    encoder = SingleObjectEncoder()
+    result = ChangeDetector(include_responses=True).detect([record], SessionState())
+    for change in result.changes:
+        event = change_to_event(change, OBSERVED, SOURCE)
+        expected = encoder.header + fastavro_bytes(value_schema(), event)
+        assert two_step_bytes(change, encoder.header) == expected
+
+
+def test_the_two_step_body_carries_a_previous_status() -> None:
+    state = SessionState()
+    first = change_of(RECORD)
+    state.apply({first.session_id: SessionEntry(first.fingerprint ^ 1, "Incomplete")})
+    (change,) = ChangeDetector(include_responses=True).detect([RECORD], state).changes
+    assert change.previous_status == "Incomplete"
+    decoded = EventDecoder().decode(two_step_bytes(change, SingleObjectEncoder().header))
+    assert decoded == {**change_to_event(change, OBSERVED, SOURCE), "observed_at": OBSERVED}
+
+
+def test_the_registry_header_frames_the_same_body() -> None:
+    client = mock_registry()
+    encoder = RegistryEncoder(client, "learnosity.sessions.scores")
+    encoder.register()
+    change = change_of(RECORD)
+    event = change_to_event(change, OBSERVED, SOURCE)
+    assert two_step_bytes(change, encoder.header) == encoder.encode(event)
+
+
+def test_the_registry_header_is_unknown_before_registration() -> None:
+    with pytest.raises(FatalError, match="before register"):
+        _ = RegistryEncoder(mock_registry(), "t").header
+
+
+def test_a_body_the_schema_cannot_hold_is_not_serializable() -> None:
+    fields = record_fields(change_of(RECORD).record, 0, SOURCE)
+    with pytest.raises(InvalidRecordError) as caught:
+        BodyEncoder().encode({**fields, "score": "39"})
+    assert caught.value.reason == "not_serializable"
+    with pytest.raises(InvalidRecordError):
+        BodyEncoder().assemble(b"", BodyEncoder().encode(fields), "id", "vanished", None)
+
+
+def test_a_schema_whose_decided_fields_moved_is_refused() -> None:
+    schema = value_schema()
+    fields = [f for f in schema["fields"] if f["name"] != "change"]
+    with pytest.raises(UnsupportedSchemaError):
+        BodyEncoder({**schema, "fields": [*fields, schema["fields"][1]]})

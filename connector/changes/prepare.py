@@ -1,0 +1,103 @@
+"""Everything about a fetched page that needs no state: done on the fetch side, ahead.
+
+For each item of a page, in order: validate it, fingerprint it, and encode its event
+body except the fields only the decision can fill (``kafka.serde.BodyEncoder``). What
+fails goes to ``dead_letters`` with its original JSON. The runner then only decides
+(``changes.detector.decide``) and publishes, so this work can run in parallel with it,
+in the fetch process.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connector.changes.event import record_fields
+from connector.changes.fingerprint import fingerprint
+from connector.changes.validate import validate
+from connector.errors import InvalidRecordError
+from connector.models import DeadLetter, Page, PreparedPage, PreparedRecord
+
+#: writes an event body without its decided fields (``kafka.serde.BodyEncoder.encode``)
+EncodeBody = Callable[[Mapping[str, Any]], tuple[bytes, ...]]
+
+
+class PagePreparer:
+    """``Page`` → ``PreparedPage``; pure but for the clock (``observed_at``)."""
+
+    def __init__(
+        self,
+        *,
+        include_responses: bool,
+        encode_body: EncodeBody,
+        source: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._include_responses = include_responses
+        self._encode_body = encode_body
+        self._source = source  # one read-only dict shared by every event
+        self._clock = clock
+
+    def __call__(self, page: Page) -> PreparedPage:
+        observed_at_ms = int(self._clock() * 1000)
+        include_responses = self._include_responses
+        encode_body = self._encode_body
+        source = self._source
+        records: list[PreparedRecord] = []
+        dead_letters: list[DeadLetter] = []
+        for item in page.records:
+            try:
+                record = validate(item)
+                body = encode_body(record_fields(record, observed_at_ms, source))
+            except InvalidRecordError as exc:
+                dead_letters.append(dead_letter(item, exc))
+                continue
+            records.append(
+                PreparedRecord(
+                    record.session_id,
+                    record.user_id,
+                    record.status,
+                    fingerprint(record.raw, include_responses),
+                    body,
+                )
+            )
+        return PreparedPage(
+            tuple(records), tuple(dead_letters), len(page.records), page_position(page)
+        )
+
+
+def dead_letter(item: Any, error: InvalidRecordError) -> DeadLetter:
+    """``item`` as it goes to the dead-letter topic: its JSON, keyed by its session id."""
+    key = item.get("session_id") if isinstance(item, dict) else None
+    return DeadLetter(
+        key=str(key).encode("utf-8", "backslashreplace") if key else None,
+        value=json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"),
+        error_class=type(error).__name__,
+        reason=error.reason,
+        message=str(error)[:1000],
+    )
+
+
+def page_position(page: Page) -> float | None:
+    """The updated time of the page's newest record that has one (Unix seconds)."""
+    for record in reversed(page.records):
+        if (position := record_position(record)) is not None:
+            return position
+    return None
+
+
+def record_position(record: object) -> float | None:
+    """A record's updated time (Unix seconds), from the fields the service sends."""
+    if not isinstance(record, dict):
+        return None
+    for name in ("dt_updated", "dt_saved", "dt_completed", "dt_started"):
+        value = record.get(name)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None

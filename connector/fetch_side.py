@@ -1,0 +1,257 @@
+"""The fetch side of the pipeline, in a process of its own.
+
+Fetching (signing, HTTP, JSON) and preparing pages (validation, fingerprints, event
+bodies: ``changes.prepare``) need no state, and take about half of the CPU a record
+costs. In the runner's process they would share its GIL; in a child process they run
+on the other core while the runner decides and produces. The child runs the ordinary
+``Fetcher`` thread; ``FetchProcess`` is its stand-in in the runner's process, with the
+same interface (``start``/``get``/``rewind``/``join``/``generation``).
+
+    runner process                          fetch process (spawned)
+    FetchProcess.get  ◀── ("page", Fetched) ──  Fetcher thread: fetch, advance, prepare
+    metrics           ◀── ("api", call)     ──  the client's observer calls
+    FetchProcess.rewind ── ("rewind", cursor) ─▶ Fetcher.rewind (generations match 1:1)
+    FetchProcess.join   ── ("stop",)         ─▶ exits; killed if it does not in time
+
+The pipe is the queue: a full pipe blocks the child, so fetching stays a few pages
+ahead. The child ignores SIGINT/SIGTERM (the runner decides when to stop) and dies
+with its parent (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the connector leaves no
+orphan polling the Data API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from typing import Any, Final
+
+from connector import __version__
+from connector.changes.event import source_fields
+from connector.changes.prepare import PagePreparer
+from connector.commands.common import setup_logging
+from connector.errors import ConnectorError, FatalError
+from connector.kafka.serde import BodyEncoder
+from connector.learnosity.client import ApiObserver, DataApiClient
+from connector.learnosity.fetcher import Fetched, Fetcher
+from connector.learnosity.paging import Pager
+from connector.models import EventSource
+from connector.settings import Settings, StartFrom
+
+log = logging.getLogger(__name__)
+
+#: the observer calls the child forwards (``ApiObserver``'s methods, nothing else)
+OBSERVER_CALLS: Final = frozenset(("request_finished", "retrying", "budget_waited"))
+#: how often the child looks at its control messages while it waits for a page
+CONTROL_INTERVAL: Final = 0.05
+_PR_SET_PDEATHSIG: Final = 1
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """Everything the fetch side is built from; picklable, sent to the child once."""
+
+    settings: Settings
+    #: where a run without a cursor starts (resolved once: ``latest`` is a fixed time)
+    start_from: StartFrom
+
+    def make_pager(self, token: str | None) -> Pager:
+        now = datetime.now(UTC)
+        pager = Pager.from_settings(self.settings, cursor=token, now=now)
+        if token is None:
+            pager = Pager(pager.filters, self.start_from, limit=pager.limit, now=now)
+        return pager
+
+    def build(
+        self, cursor: str | None, *, observer: ApiObserver, stop: threading.Event
+    ) -> tuple[Fetcher, DataApiClient]:
+        """A fetcher thread (not started) and the client it uses, from ``cursor``."""
+        settings = self.settings
+        client = DataApiClient.from_settings(settings, observer=observer, stop=stop)
+        source = EventSource(settings.connector_name, settings.learnosity_api_version, __version__)
+        prepare = PagePreparer(
+            include_responses=settings.learnosity_include_response_scores,
+            encode_body=BodyEncoder().encode,
+            source=source_fields(source),
+        )
+        fetcher = Fetcher(
+            client,
+            self.make_pager,
+            cursor,
+            poll_interval=settings.learnosity_poll_interval_seconds,
+            stop=stop,
+            prepare=prepare,
+            on_stall=lambda p: log.warning(
+                "stalled cursor: the same token and records came back",
+                extra={"cursor": p.cursor},
+            ),
+        )
+        return fetcher, client
+
+
+# --- the runner's side -------------------------------------------------------------------
+class FetchProcess:
+    """``Fetcher``'s interface, backed by a child process running one."""
+
+    def __init__(
+        self,
+        plan: FetchPlan,
+        cursor: str | None,
+        *,
+        observer: ApiObserver,
+        stop: threading.Event,
+    ) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork: librdkafka has threads
+        self._conn, child_conn = context.Pipe(duplex=True)
+        self._child_conn: Connection | None = child_conn
+        self._process = context.Process(
+            target=child_main,
+            args=(child_conn, plan, cursor),
+            name="learnosity-fetch",
+            daemon=True,
+        )
+        self._observer = observer
+        self._stop = stop
+        self._generation = 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def start(self) -> None:
+        self._process.start()
+        if self._child_conn is not None:
+            self._child_conn.close()  # the child's end lives in the child now
+            self._child_conn = None
+
+    def get(self, timeout: float) -> Fetched | None:
+        """The next page of the current generation, or None after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if not self._conn.poll(max(0.0, deadline - time.monotonic())):
+                    return None
+                kind, payload = self._conn.recv()
+            except (EOFError, OSError):
+                return self._exited()
+            if kind == "api":
+                name, args = payload
+                if name in OBSERVER_CALLS:
+                    getattr(self._observer, name)(*args)
+            elif kind == "page" and payload.generation == self._generation:
+                return payload  # type: ignore[no-any-return]
+
+    def rewind(self, cursor: str | None) -> None:
+        self._generation += 1
+        with contextlib.suppress(OSError):
+            self._conn.send(("rewind", cursor))
+
+    def join(self, timeout: float) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(("stop", None))
+        self._conn.close()  # a child blocked sending a page gets EPIPE and exits
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout)
+
+    def _exited(self) -> Fetched | None:
+        if self._stop.is_set():
+            return None
+        self._process.join(1.0)
+        code = self._process.exitcode
+        error = FatalError(f"the fetch process exited unexpectedly (exit code {code})")
+        return Fetched(self._generation, None, None, None, error)
+
+
+# --- the child's side --------------------------------------------------------------------
+class _Sender:
+    """One lock for the two threads that send (the pump and the client's observer)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def __call__(self, message: tuple[str, Any]) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+
+class _ForwardingObserver:
+    def __init__(self, send: _Sender) -> None:
+        self._send = send
+
+    def request_finished(self, outcome: str, seconds: float) -> None:
+        self._send(("api", ("request_finished", (outcome, seconds))))
+
+    def retrying(self, reason: str, delay_seconds: float) -> None:
+        self._send(("api", ("retrying", (reason, delay_seconds))))
+
+    def budget_waited(self, seconds: float) -> None:
+        self._send(("api", ("budget_waited", (seconds,))))
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
+    """The fetch process: a Fetcher thread, and this thread pumping its pages out."""
+    parent = os.getppid()
+    die_with_parent()
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging(plan.settings)
+    stop = threading.Event()
+    send = _Sender(conn)
+    fetcher, client = plan.build(cursor, observer=_ForwardingObserver(send), stop=stop)
+    fetcher.start()
+    try:
+        while _follow_control(conn, fetcher):
+            item = fetcher.get(timeout=CONTROL_INTERVAL)
+            if item is not None:
+                send(("page", _picklable(item)))
+    except (BrokenPipeError, EOFError, ConnectionResetError):
+        pass  # the runner is gone or closed its end: stop quietly
+    finally:
+        stop.set()
+        fetcher.join(timeout=2.0)
+        client.close()
+
+
+def _follow_control(conn: Connection, fetcher: Fetcher) -> bool:
+    """Apply the runner's pending messages; False once it said stop (or is gone)."""
+    while conn.poll():
+        kind, cursor = conn.recv()
+        if kind == "stop":
+            return False
+        if kind == "rewind":
+            fetcher.rewind(cursor)
+    return True
+
+
+def _picklable(item: Fetched) -> Fetched:
+    """An unexpected exception becomes a FatalError naming it (it may not pickle)."""
+    error = item.error
+    if error is None or isinstance(error, ConnectorError):
+        return item
+    return Fetched(
+        item.generation, None, None, None, FatalError(f"the fetcher failed: {error!r}"[:1000])
+    )
