@@ -8,7 +8,7 @@ on the other core while the runner decides and produces. The child runs the ordi
 same interface (``start``/``get``/``rewind``/``join``/``generation``).
 
     runner process                          fetch process (spawned)
-    FetchProcess.get  ◀── ("page", Fetched) ──  Fetcher thread: fetch, advance, prepare
+    FetchProcess.get  ◀── ("page", Fetched) ──  prepare ◀ Fetcher thread: fetch, advance
     metrics           ◀── ("api", call)     ──  the client's observer calls
     FetchProcess.rewind ── ("rewind", cursor) ─▶ Fetcher.rewind (generations match 1:1)
     FetchProcess.join   ── ("stop",)         ─▶ exits; killed if it does not in time
@@ -43,7 +43,7 @@ from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import ApiObserver, DataApiClient
 from connector.learnosity.fetcher import Fetched, Fetcher
 from connector.learnosity.paging import Pager
-from connector.models import EventSource
+from connector.models import EventSource, Page, PreparedPage
 from connector.settings import Settings, StartFrom
 
 log = logging.getLogger(__name__)
@@ -70,31 +70,37 @@ class FetchPlan:
             pager = Pager(pager.filters, self.start_from, limit=pager.limit, now=now)
         return pager
 
-    def build(
-        self, cursor: str | None, *, observer: ApiObserver, stop: threading.Event
-    ) -> tuple[Fetcher, DataApiClient]:
-        """A fetcher thread (not started) and the client it uses, from ``cursor``."""
+    def preparer(self) -> PagePreparer:
         settings = self.settings
-        client = DataApiClient.from_settings(settings, observer=observer, stop=stop)
         source = EventSource(settings.connector_name, settings.learnosity_api_version, __version__)
-        prepare = PagePreparer(
+        return PagePreparer(
             include_responses=settings.learnosity_include_response_scores,
             encode_body=BodyEncoder().encode,
             source=source_fields(source),
         )
+
+    def build(
+        self, cursor: str | None, *, observer: ApiObserver, stop: threading.Event
+    ) -> tuple[Fetcher[Page], DataApiClient]:
+        """A fetcher thread (not started) handing over pages as fetched, and its client."""
+        client = DataApiClient.from_settings(self.settings, observer=observer, stop=stop)
         fetcher = Fetcher(
             client,
             self.make_pager,
             cursor,
-            poll_interval=settings.learnosity_poll_interval_seconds,
+            poll_interval=self.settings.learnosity_poll_interval_seconds,
             stop=stop,
-            prepare=prepare,
+            prepare=_as_fetched,
             on_stall=lambda p: log.warning(
                 "stalled cursor: the same token and records came back",
                 extra={"cursor": p.cursor},
             ),
         )
         return fetcher, client
+
+
+def _as_fetched(page: Page) -> Page:
+    return page
 
 
 # --- the runner's side -------------------------------------------------------------------
@@ -136,7 +142,7 @@ class FetchProcess:
             self._child_conn.close()  # the child's end lives in the child now
             self._child_conn = None
 
-    def get(self, timeout: float) -> Fetched | None:
+    def get(self, timeout: float) -> Fetched[PreparedPage] | None:
         """The next page of the current generation, or None after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
@@ -167,7 +173,7 @@ class FetchProcess:
             self._process.kill()
             self._process.join(timeout)
 
-    def _exited(self) -> Fetched | None:
+    def _exited(self) -> Fetched[PreparedPage] | None:
         if self._stop.is_set():
             return None
         self._process.join(1.0)
@@ -222,12 +228,15 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
     stop = threading.Event()
     send = _Sender(conn)
     fetcher, client = plan.build(cursor, observer=_ForwardingObserver(send), stop=stop)
+    prepare = plan.preparer()
     fetcher.start()
     try:
         while _follow_control(conn, fetcher):
             item = fetcher.get(timeout=CONTROL_INTERVAL)
             if item is not None:
-                send(("page", _picklable(item)))
+                # prepared here, not in the fetcher thread: the next request is then in
+                # flight (its wait releases the GIL) while this page is prepared
+                send(("page", _prepared(item, prepare)))
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass  # the runner is gone or closed its end: stop quietly
     finally:
@@ -236,7 +245,7 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
         client.close()
 
 
-def _follow_control(conn: Connection, fetcher: Fetcher) -> bool:
+def _follow_control(conn: Connection, fetcher: Fetcher[Page]) -> bool:
     """Apply the runner's pending messages; False once it said stop (or is gone)."""
     while conn.poll():
         kind, cursor = conn.recv()
@@ -247,11 +256,11 @@ def _follow_control(conn: Connection, fetcher: Fetcher) -> bool:
     return True
 
 
-def _picklable(item: Fetched) -> Fetched:
-    """An unexpected exception becomes a FatalError naming it (it may not pickle)."""
+def _prepared(item: Fetched[Page], prepare: PagePreparer) -> Fetched[PreparedPage]:
+    """The page prepared; an unexpected exception becomes a FatalError naming it (it
+    may not pickle)."""
     error = item.error
-    if error is None or isinstance(error, ConnectorError):
-        return item
-    return Fetched(
-        item.generation, None, None, None, FatalError(f"the fetcher failed: {error!r}"[:1000])
-    )
+    if error is not None and not isinstance(error, ConnectorError):
+        error = FatalError(f"the fetcher failed: {error!r}"[:1000])
+    page = prepare(item.page) if item.page is not None else None
+    return Fetched(item.generation, page, item.step, item.cursor, error)

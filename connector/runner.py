@@ -144,7 +144,7 @@ class Runner:
     def _new_batch(self) -> Batch:
         return Batch(self.committed_cursor, self.committed_position, started=self._clock())
 
-    def _take(self, item: Fetched, batch: Batch) -> bool:
+    def _take(self, item: Fetched[PreparedPage], batch: Batch) -> bool:
         """Process one fetched page into the batch; True when the source is caught up."""
         if item.error is not None:
             if isinstance(item.error, ConnectorError):

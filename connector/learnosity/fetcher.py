@@ -18,7 +18,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from connector.errors import ShutdownRequested
 from connector.learnosity.client import DataApiClient
@@ -28,12 +28,16 @@ from connector.models import Page, PreparedPage
 log = logging.getLogger(__name__)
 
 
+#: what the fetcher hands over per page: as fetched, or prepared (``changes.prepare``)
+P = TypeVar("P")
+
+
 @dataclass(frozen=True)
-class Fetched:
+class Fetched(Generic[P]):
     """One page and what it meant, or the error that stopped the fetcher."""
 
     generation: int
-    page: PreparedPage | None
+    page: P | None
     step: Step | None
     #: the pager's cursor after this page (what to commit once the page is processed)
     cursor: str | None
@@ -48,14 +52,14 @@ class PageSource(Protocol):
 
     def start(self) -> None: ...
 
-    def get(self, timeout: float) -> Fetched | None: ...
+    def get(self, timeout: float) -> Fetched[PreparedPage] | None: ...
 
     def rewind(self, cursor: str | None) -> None: ...
 
     def join(self, timeout: float) -> None: ...
 
 
-class Fetcher:
+class Fetcher(Generic[P]):
     def __init__(
         self,
         client: DataApiClient,
@@ -64,7 +68,7 @@ class Fetcher:
         *,
         poll_interval: float,
         stop: threading.Event,
-        prepare: Callable[[Page], PreparedPage],
+        prepare: Callable[[Page], P],
         on_stall: Callable[[Pager], None] | None = None,
     ) -> None:
         self._client = client
@@ -73,7 +77,7 @@ class Fetcher:
         self._poll_interval = poll_interval
         self._stop = stop
         self._on_stall = on_stall
-        self._queue: queue.Queue[Fetched] = queue.Queue(maxsize=2)
+        self._queue: queue.Queue[Fetched[P]] = queue.Queue(maxsize=2)
         self._lock = threading.Lock()
         self._generation = 0
         self._pager = make_pager(cursor)
@@ -87,7 +91,7 @@ class Fetcher:
     def start(self) -> None:
         self._thread.start()
 
-    def get(self, timeout: float) -> Fetched | None:
+    def get(self, timeout: float) -> Fetched[P] | None:
         """The next fetched page of the current generation, or None after ``timeout``."""
         try:
             while True:
@@ -117,7 +121,7 @@ class Fetcher:
             except queue.Empty:
                 return
 
-    def _put(self, item: Fetched) -> bool:
+    def _put(self, item: Fetched[P]) -> bool:
         """Hand over ``item``; False if the fetcher should stop or was rewound meanwhile."""
         while not self._stop.is_set():
             if item.generation != self._generation:

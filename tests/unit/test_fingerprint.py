@@ -15,8 +15,24 @@ from connector.changes.fingerprint import canonical_form, event_id, fingerprint
 from tests.support.records import DOCUMENTED_RECORD
 
 #: pinned: a change here means every tracked session re-emits once after an upgrade
-
-DOCUMENTED_RECORD_FINGERPRINT = 0xB1FEB11030E608E4
+#: (version 2: orjson writes the canonical form; version 1 was 0xB1FEB11030E608E4)
+DOCUMENTED_RECORD_FINGERPRINT = 0xE69130A1D0E03721
+#: pinned too, for what the JSON writer could format differently: fractions, exponents
+#: and non-ASCII text
+UNUSUAL_RECORD = {
+    **DOCUMENTED_RECORD,
+    "score": 12.75,
+    "max_score": 1e16,
+    "subscores": [
+        {
+            **DOCUMENTED_RECORD["subscores"][0],
+            "title": "Probabilités & 有機化学",
+            "score": 0.1,
+            "max_score": 1e-07,
+        }
+    ],
+}
+UNUSUAL_RECORD_FINGERPRINT = 0x2F8BA7592C7DEC47
 
 SEEDS = st.integers(0, 2**32 - 1)
 NUMBERS = st.one_of(st.none(), st.integers(-(10**6), 10**6), st.floats(-1e6, 1e6))
@@ -47,6 +63,21 @@ def as_floats(obj: Any) -> Any:
 def test_the_documented_record_has_a_pinned_fingerprint() -> None:
     # stable across processes and Python versions: no hash(), no dict order
     assert fingerprint(DOCUMENTED_RECORD, False) == DOCUMENTED_RECORD_FINGERPRINT
+
+
+def test_numbers_and_text_are_written_as_pinned() -> None:
+    assert canonical_form(UNUSUAL_RECORD, False).decode() == (
+        '[2,"Completed",12.75,10000000000000000,[["subscore-1","Probabilités & 有機化学",'
+        '20,20,0.1,1e-7,20,["293486384","293481468"]]]]'
+    )
+    assert fingerprint(UNUSUAL_RECORD, False) == UNUSUAL_RECORD_FINGERPRINT
+
+
+def test_what_orjson_cannot_write_still_has_a_stable_fingerprint() -> None:
+    huge = {**DOCUMENTED_RECORD, "score": 2**70}
+    assert canonical_form(huge, False).startswith(b'[2,"Completed",1180591620717411303424,')
+    assert fingerprint(huge, False) == fingerprint(dict(huge), False)
+    assert fingerprint(huge, False) != DOCUMENTED_RECORD_FINGERPRINT
 
 
 def test_the_fingerprint_is_64_bits() -> None:
