@@ -39,6 +39,7 @@ from connector.changes.event import source_fields
 from connector.changes.prepare import PagePreparer
 from connector.commands.common import setup_logging
 from connector.errors import ConnectorError, FatalError
+from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import ApiObserver, DataApiClient
 from connector.learnosity.fetcher import Fetched, Fetcher
@@ -77,6 +78,7 @@ class FetchPlan:
             include_responses=settings.learnosity_include_response_scores,
             encode_body=BodyEncoder().encode,
             source=source_fields(source),
+            fast_writer=RawEventWriter,
         )
 
     def build(

@@ -100,7 +100,7 @@ def record_fields(
         "dt_updated": get("dt_updated"),
         "observed_at": observed_at_ms,
         "source": source_fields(source) if isinstance(source, EventSource) else source,
-        "extra_fields_json": _extra(raw, RECORD_FIELDS),
+        "extra_fields_json": extra_fields_json(raw, RECORD_FIELDS),
     }
 
 
@@ -115,7 +115,7 @@ def _subscore(subscore: Mapping[str, Any]) -> dict[str, Any]:
         "max_score": _double(get("max_score")),
         "attempted_max_score": _double(get("attempted_max_score")),
         "items": get("items"),
-        "extra_fields_json": _extra(subscore, SUBSCORE_FIELDS),
+        "extra_fields_json": extra_fields_json(subscore, SUBSCORE_FIELDS),
     }
 
 
@@ -127,7 +127,7 @@ def _response(response: Mapping[str, Any]) -> dict[str, Any]:
         "max_score": _double(get("max_score")),
         "attempted": get("attempted"),
         "dt_score_updated": get("dt_score_updated"),
-        "extra_fields_json": _extra(response, RESPONSE_FIELDS),
+        "extra_fields_json": extra_fields_json(response, RESPONSE_FIELDS),
     }
 
 
@@ -140,7 +140,7 @@ def _long(value: Any) -> Any:
     return int(value) if type(value) is float else value
 
 
-def _extra(obj: Mapping[str, Any], modeled: frozenset[str]) -> str | None:
+def extra_fields_json(obj: Mapping[str, Any], modeled: frozenset[str]) -> str | None:
     if modeled.issuperset(obj):
         return None  # the common case: nothing unmodeled, no JSON work
     extra = {key: value for key, value in obj.items() if key not in modeled}

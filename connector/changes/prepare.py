@@ -2,9 +2,11 @@
 
 For each item of a page, in order: validate it, fingerprint it, and encode its event
 body except the fields only the decision can fill (``kafka.serde.BodyEncoder``). What
-fails goes to ``dead_letters`` with its original JSON. The runner then only decides
-(``changes.detector.decide``) and publishes, so this work can run in parallel with it,
-in the fetch process.
+fails goes to ``dead_letters`` with its original JSON. A one-pass writer
+(``kafka.event_writer``), when given, does the checks, mapping and encoding of ordinary
+records at about twice the speed; anything it finds unusual takes the precise path.
+The runner then only decides (``changes.detector.decide``) and publishes, so this work
+can run in parallel with it, in the fetch process.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from connector.changes.event import record_fields
 from connector.changes.fingerprint import fingerprint
@@ -23,6 +25,16 @@ from connector.models import DeadLetter, Page, PreparedPage, PreparedRecord
 
 #: writes an event body without its decided fields (``kafka.serde.BodyEncoder.encode``)
 EncodeBody = Callable[[Mapping[str, Any]], tuple[bytes, ...]]
+
+
+class RawWriter(Protocol):
+    def segments(self, raw: Any) -> tuple[bytes, ...] | None:
+        """``encode_body(record_fields(validate(raw)))`` in one pass, or None when the
+        precise path must decide (``kafka.event_writer.RawEventWriter``)."""
+
+
+#: a RawWriter for one page: (observed_at in ms, source fields) → writer
+MakeRawWriter = Callable[[int, Mapping[str, str]], RawWriter]
 
 
 class PagePreparer:
@@ -35,9 +47,11 @@ class PagePreparer:
         encode_body: EncodeBody,
         source: Mapping[str, str],
         clock: Callable[[], float] = time.time,
+        fast_writer: MakeRawWriter | None = None,
     ) -> None:
         self._include_responses = include_responses
         self._encode_body = encode_body
+        self._fast_writer = fast_writer
         self._source = source  # one read-only dict shared by every event
         self._clock = clock
 
@@ -48,8 +62,21 @@ class PagePreparer:
         source = self._source
         records: list[PreparedRecord] = []
         dead_letters: list[DeadLetter] = []
+        fast = self._fast_writer(observed_at_ms, source) if self._fast_writer else None
         for item in page.records:
-            try:
+            body = fast.segments(item) if fast is not None else None
+            if body is not None:  # valid, mapped and encoded in one pass
+                records.append(
+                    PreparedRecord(
+                        item["session_id"],
+                        item["user_id"],
+                        item["status"],
+                        fingerprint(item, include_responses),
+                        body,
+                    )
+                )
+                continue
+            try:  # the precise path: says why a record is refused
                 record = validate(item)
                 body = encode_body(record_fields(record, observed_at_ms, source))
             except InvalidRecordError as exc:

@@ -1,0 +1,113 @@
+"""The one-pass writer answers exactly what the precise path answers, or leaves it to it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from connector.changes.event import record_fields, source_fields
+from connector.changes.prepare import PagePreparer
+from connector.changes.validate import validate
+from connector.errors import InvalidRecordError
+from connector.kafka.event_writer import RawEventWriter
+from connector.kafka.serde import BodyEncoder
+from connector.models import EventSource, Page
+from tests.support.records import documented_record
+from tests.unit.test_serde import RECORD, RECORDS
+
+OBSERVED_MS = 1_741_064_767_890
+SOURCE = source_fields(EventSource("learnosity-scores", "v2025.2.LTS", "0.1.0"))
+BODY = BodyEncoder()
+
+
+def precise(raw: Any) -> tuple[bytes, ...]:
+    return BODY.encode(record_fields(validate(raw), OBSERVED_MS, SOURCE))
+
+
+def fast(raw: Any) -> tuple[bytes, ...] | None:
+    return RawEventWriter(OBSERVED_MS, SOURCE).segments(raw)
+
+
+@settings(max_examples=500)
+@given(RECORDS)
+def test_whenever_it_answers_the_precise_path_answers_the_same(record: dict[str, Any]) -> None:
+    answer = fast(record)
+    if answer is not None:
+        assert precise(record) == answer  # raises if the precise path would refuse it
+
+
+ORDINARY = [
+    documented_record(),
+    RECORD,  # unknown fields at every level, a float count, responses
+    documented_record(subscores=[], responses=[], score=None, dt_saved="2025-03-04T05:06:00Z"),
+    documented_record(
+        subscores=[
+            {"title": "Probabilités & 有機化学", "score": 0.5, "items": []},
+            {"id": "s2", "num_questions": 2**40, "items": None, "extra": {"a": 1}},
+        ],
+        responses=[{"response_id": "r", "attempted": False, "score": 1.0}],
+        session_id="é" * 100,  # a long, non-ASCII key
+    ),
+]
+
+
+@pytest.mark.parametrize("record", ORDINARY[:1] + ORDINARY[2:])
+def test_ordinary_records_take_the_fast_path(record: dict[str, Any]) -> None:
+    assert fast(record) == precise(record)
+
+
+def test_a_float_count_is_left_to_the_precise_path_which_maps_it() -> None:
+    assert fast(RECORD) is None  # num_attempted 20.0
+    assert precise(RECORD)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"session_id": ""},
+        {"user_id": None},
+        {"status": 3},
+        {"session_id": "\ud800"},  # not encodable as UTF-8
+        {"score": "39"},
+        {"score": True},
+        {"score": math.nan},
+        {"max_score": math.inf},
+        {"score": 2**60},  # not an exact double: the precise path decides
+        {"subscores": {"id": "x"}},
+        {"subscores": [["x"]]},
+        {"subscores": [{"items": [None]}]},
+        {"subscores": [{"num_questions": 2**64}]},
+        {"responses": [{"attempted": "yes"}]},
+        {"dt_saved": 5},
+    ],
+    ids=repr,
+)
+def test_anything_unusual_is_left_to_the_precise_path(changes: dict[str, Any]) -> None:
+    assert fast(documented_record(**changes)) is None
+
+
+def test_what_is_not_an_object_is_left_to_the_precise_path() -> None:
+    assert fast(["not", "a", "record"]) is None
+    with pytest.raises(InvalidRecordError):
+        precise(["not", "a", "record"])
+
+
+@settings(max_examples=100)
+@given(st.lists(RECORDS | st.sampled_from(ORDINARY), max_size=6))
+def test_a_page_prepares_the_same_with_and_without_the_fast_path(
+    records: list[dict[str, Any]],
+) -> None:
+    page = Page(tuple(records), "t", limit=50)
+    common: dict[str, Any] = {
+        "include_responses": True,
+        "encode_body": BODY.encode,
+        "source": SOURCE,
+        "clock": lambda: OBSERVED_MS / 1000,
+    }
+    with_fast = PagePreparer(**common, fast_writer=RawEventWriter)(page)
+    without = PagePreparer(**common)(page)
+    assert with_fast == without
