@@ -486,13 +486,15 @@ def connector_backfill(
         peak = peak_rss(pid) + sum(peak_rss(child) for child in children(pid))
         since_start, emu, brk = window.stop()
         transactions = int(metrics.get(f"{METRIC}transactions_total", 0))
+        committing = metrics.get(f"{METRIC}transaction_commit_duration_seconds_sum", 0.0)
         proc.terminate()
     finally:
         if proc.alive():
             proc.kill()
     committed = count_committed(bootstrap, env["KAFKA_TOPIC"])
     note = (
-        f"exactly once; {transactions} transactions; {committed:,} events read back "
+        f"exactly once; {transactions} transactions ({committing:.2f} s committing); "
+        f"{committed:,} events read back "
         f"read_committed; {cpu_total - cpu_first:.2f} cpu s after the first record, "
         f"{since_start:.1f} s from process start; cpu s: runner process {cpu_main:.2f}, "
         f"fetch process {cpu_fetch:.2f} (busiest threads, cpu s: {threads}); peak RSS is "

@@ -13,10 +13,11 @@ same interface (``start``/``get``/``rewind``/``join``/``generation``).
     FetchProcess.rewind ── ("rewind", cursor) ─▶ Fetcher.rewind (generations match 1:1)
     FetchProcess.join   ── ("stop",)         ─▶ exits; killed if it does not in time
 
-The pipe is the queue: a full pipe blocks the child, so fetching stays a few pages
-ahead. The child ignores SIGINT/SIGTERM (the runner decides when to stop) and dies
-with its parent (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the connector leaves no
-orphan polling the Data API.
+A reader thread in the runner's process drains the pipe into a queue of ``PAGES_AHEAD``
+pages, so the child goes on while the runner commits; when that queue is full the pipe
+fills and blocks the child, so memory stays bounded. The child ignores SIGINT/SIGTERM
+(the runner decides when to stop) and dies with its parent (``PR_SET_PDEATHSIG``), so a
+``kill -9`` of the connector leaves no orphan polling the Data API.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import threading
 import time
@@ -39,6 +41,7 @@ from connector.changes.event import source_fields
 from connector.changes.prepare import PagePreparer
 from connector.commands.common import setup_logging
 from connector.errors import ConnectorError, FatalError
+from connector.gc_tuning import tune_gc
 from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import ApiObserver, DataApiClient
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 OBSERVER_CALLS: Final = frozenset(("request_finished", "retrying", "budget_waited"))
 #: how often the child looks at its control messages while it waits for a page
 CONTROL_INTERVAL: Final = 0.05
+#: pages received ahead of the runner (about 1.5 MB of prepared records at 50 a page):
+#: enough for the child to keep fetching through a commit
+PAGES_AHEAD: Final = 40
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -129,6 +135,11 @@ class FetchProcess:
         self._observer = observer
         self._stop = stop
         self._generation = 0
+        # a reader thread keeps the pipe drained into this queue, so the child goes on
+        # fetching while the runner commits; None stands for "the child is gone"
+        self._pages: queue.Queue[Fetched[PreparedPage] | None] = queue.Queue(PAGES_AHEAD)
+        self._closing = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="fetch-reader", daemon=True)
 
     @property
     def generation(self) -> int:
@@ -138,28 +149,31 @@ class FetchProcess:
     def pid(self) -> int | None:
         return self._process.pid
 
+    @property
+    def pages_ahead(self) -> int:
+        """Pages received from the child and not yet taken by ``get``."""
+        return self._pages.qsize()
+
     def start(self) -> None:
         self._process.start()
         if self._child_conn is not None:
             self._child_conn.close()  # the child's end lives in the child now
             self._child_conn = None
+        self._reader.start()
 
     def get(self, timeout: float) -> Fetched[PreparedPage] | None:
         """The next page of the current generation, or None after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if not self._conn.poll(max(0.0, deadline - time.monotonic())):
-                    return None
-                kind, payload = self._conn.recv()
-            except (EOFError, OSError):
+                item = self._pages.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if item is None:  # the child is gone; later calls must see that too
+                self._pages.put_nowait(None)
                 return self._exited()
-            if kind == "api":
-                name, args = payload
-                if name in OBSERVER_CALLS:
-                    getattr(self._observer, name)(*args)
-            elif kind == "page" and payload.generation == self._generation:
-                return payload  # type: ignore[no-any-return]
+            if item.generation == self._generation:
+                return item
 
     def rewind(self, cursor: str | None) -> None:
         self._generation += 1
@@ -167,13 +181,38 @@ class FetchProcess:
             self._conn.send(("rewind", cursor))
 
     def join(self, timeout: float) -> None:
+        self._closing.set()  # the reader drops pages now, so a child blocked sending ends
         with contextlib.suppress(OSError):
             self._conn.send(("stop", None))
-        self._conn.close()  # a child blocked sending a page gets EPIPE and exits
         self._process.join(timeout)
         if self._process.is_alive():
             self._process.kill()
             self._process.join(timeout)
+        if self._reader.is_alive():
+            self._reader.join(timeout)  # ends at the EOF of the child's exit
+        self._conn.close()
+
+    def _read(self) -> None:
+        """The reader thread: pages into the queue, metrics to the observer."""
+        try:
+            while True:
+                kind, payload = self._conn.recv()
+                if kind == "api":
+                    name, args = payload
+                    if name in OBSERVER_CALLS:
+                        getattr(self._observer, name)(*args)
+                elif kind == "page":
+                    self._hand_over(payload)
+        except (EOFError, OSError):
+            self._hand_over(None)
+
+    def _hand_over(self, item: Fetched[PreparedPage] | None) -> None:
+        while not self._closing.is_set():
+            try:
+                self._pages.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def _exited(self) -> Fetched[PreparedPage] | None:
         if self._stop.is_set():
@@ -231,6 +270,7 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
     send = _Sender(conn)
     fetcher, client = plan.build(cursor, observer=_ForwardingObserver(send), stop=stop)
     prepare = plan.preparer()
+    tune_gc()
     fetcher.start()
     try:
         while _follow_control(conn, fetcher):

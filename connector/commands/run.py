@@ -21,6 +21,7 @@ from connector.changes.state import SessionState
 from connector.cli import add_config_options
 from connector.commands.common import load_for_command
 from connector.fetch_side import FetchPlan, FetchProcess
+from connector.gc_tuning import tune_gc
 from connector.kafka.admin import TopicSpec, ensure_topics
 from connector.kafka.presence import Presence
 from connector.kafka.producer import EventProducer
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
             },
         )
         health.restored = True
+        tune_gc()  # after the restore: its objects are long-lived, the loop's are not
         encoder = build_encoder(settings)
         encoder.register()
         plan = FetchPlan(settings, _start_from(settings, cursor))

@@ -20,7 +20,7 @@ import pytest
 
 from connector.emulator import Emulator
 from connector.errors import FatalError, SourceFatalError
-from connector.fetch_side import FetchPlan, FetchProcess
+from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess
 from connector.learnosity.fetcher import Fetched
 from connector.learnosity.paging import Step
 from connector.observability.metrics import Metrics
@@ -114,6 +114,22 @@ def test_a_rewind_re_reads_and_drops_the_older_generation(
     assert [r.session_id for r in again.page.records] == [r.session_id for r in second.page.records]
 
 
+def test_the_child_fetches_ahead_while_the_runner_is_busy(
+    emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
+) -> None:
+    emulator = emulator_factory(sessions=3000)
+    process = start_fetch(settings_for(emulator))
+    # nobody calls get(): as during a commit, pages pile up in the runner's process,
+    # up to the bound, and then the child waits
+    wait_for(
+        lambda: process.pages_ahead >= PAGES_AHEAD,
+        timeout=30,
+        what=f"{PAGES_AHEAD} pages fetched ahead",
+    )
+    assert process.pages_ahead == PAGES_AHEAD
+    assert sorted(read_to_end(process)) == sorted(s["session_id"] for s in emulator.sessions())
+
+
 def test_a_refused_secret_arrives_as_the_same_error(
     emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
 ) -> None:
@@ -139,7 +155,7 @@ def test_a_child_that_dies_is_a_fatal_error(
 
 PARENT = """
 import sys, threading
-from connector.fetch_side import FetchPlan, FetchProcess
+from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess
 from connector.observability.metrics import Metrics
 from connector.settings import Settings, StartFrom
 env = dict(arg.split("=", 1) for arg in sys.argv[1:])
