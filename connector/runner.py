@@ -175,8 +175,8 @@ class Runner:
             for change in result.changes:
                 record = change.record
                 kind = change.kind
-                value = assemble(
-                    header, record.body, change.event_id, kind.value, change.previous_status
+                value = assemble(  # a ChangeKind is its symbol (StrEnum): no .value lookup
+                    header, record.body, change.event_id, kind, change.previous_status
                 )
                 produce(topic, record.user_id.encode("utf-8"), value)
                 counts[kind] = counts.get(kind, 0) + 1

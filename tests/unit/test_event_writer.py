@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from connector.changes.validate import validate
 from connector.errors import InvalidRecordError
 from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
-from connector.models import EventSource, Page
+from connector.models import EventSource, Page, PreparedRecord
 from tests.support.records import documented_record
 from tests.unit.test_serde import RECORD, RECORDS
 
@@ -111,3 +112,14 @@ def test_a_page_prepares_the_same_with_and_without_the_fast_path(
     with_fast = PagePreparer(**common, fast_writer=RawEventWriter)(page)
     without = PagePreparer(**common)(page)
     assert with_fast == without
+
+
+def test_a_prepared_page_pickles_back_to_the_same_page() -> None:
+    page = PagePreparer(
+        include_responses=False, encode_body=BODY.encode, source=SOURCE, fast_writer=RawEventWriter
+    )(Page((*ORDINARY, {"session_id": 5}), "t", limit=50))
+    assert len(page.records) == len(ORDINARY) and len(page.dead_letters) == 1
+    back = pickle.loads(pickle.dumps(page, 5))
+    assert back == page
+    assert all(type(record) is PreparedRecord for record in back.records)
+    assert back.records[0].fingerprint == page.records[0].fingerprint
