@@ -63,6 +63,7 @@ from connector.emulator.service import (  # noqa: E402
 )
 from connector.emulator.workload import WorkloadConfig  # noqa: E402
 from connector.kafka.admin import TopicSpec, ensure_topics  # noqa: E402
+from connector.kafka.producer import PRODUCER_DEFAULTS  # noqa: E402
 from connector.kafka.serde import EventDecoder  # noqa: E402
 from connector.learnosity.budget import RequestBudget  # noqa: E402
 from connector.learnosity.client import Credentials, DataApiClient  # noqa: E402
@@ -292,13 +293,12 @@ def baseline_worker(url: str, bootstrap: str, topic: str) -> None:
     """The SDK's results_iter + json.dumps + produce; prints one JSON line of results."""
     from learnosity_sdk.request import DataApi  # noqa: PLC0415 - only this worker needs it
 
+    batching = ("compression.type", "linger.ms", "batch.num.messages")
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
             # the same batching as the connector's producer, so the difference is the rest
-            "compression.type": "lz4",
-            "linger.ms": 20,
-            "batch.num.messages": 10000,
+            **{name: PRODUCER_DEFAULTS[name] for name in batching},
             "queue.buffering.max.messages": 500000,
         }
     )

@@ -56,8 +56,8 @@ def normalize_number(value: Any) -> Any:
     return value
 
 
-def canonical_form(record: Mapping[str, Any], include_responses: bool) -> bytes:
-    """The bytes the fingerprint is the digest of (exposed for tests and debugging)."""
+def canonical_parts(record: Mapping[str, Any], include_responses: bool) -> list[Any]:
+    """The values the fingerprint covers, in their fixed order, numbers normalized."""
     get = record.get
     parts: list[Any] = [
         FINGERPRINT_VERSION,
@@ -68,16 +68,32 @@ def canonical_form(record: Mapping[str, Any], include_responses: bool) -> bytes:
     ]
     if include_responses:
         parts.append(_responses(get("responses")))
+    return parts
+
+
+def encode_parts(parts: list[Any]) -> bytes:
+    """The canonical form of ``canonical_parts``: compact UTF-8 JSON."""
     try:
         return fastjson.dumps(parts)
     except TypeError:  # beyond orjson (ints over 64 bits): the standard encoder
         return _stdlib_dumps(parts).encode("utf-8", "surrogatepass")
 
 
+def digest_parts(parts: list[Any]) -> int:
+    """The fingerprint of ``canonical_parts`` (or of the same list built elsewhere, as
+    ``kafka.event_writer`` does while it encodes the event)."""
+    digest = hashlib.blake2b(encode_parts(parts), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
+
+
+def canonical_form(record: Mapping[str, Any], include_responses: bool) -> bytes:
+    """The bytes the fingerprint is the digest of (exposed for tests and debugging)."""
+    return encode_parts(canonical_parts(record, include_responses))
+
+
 def fingerprint(record: Mapping[str, Any], include_responses: bool) -> int:
     """64-bit fingerprint of the fields that matter (see the module docstring)."""
-    digest = hashlib.blake2b(canonical_form(record, include_responses), digest_size=8)
-    return int.from_bytes(digest.digest(), "big")
+    return digest_parts(canonical_parts(record, include_responses))
 
 
 def event_id(session_id: str, fingerprint: int, previous_fingerprint: int | None) -> str:

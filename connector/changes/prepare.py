@@ -28,13 +28,14 @@ EncodeBody = Callable[[Mapping[str, Any]], tuple[bytes, ...]]
 
 
 class RawWriter(Protocol):
-    def segments(self, raw: Any) -> tuple[bytes, ...] | None:
-        """``encode_body(record_fields(validate(raw)))`` in one pass, or None when the
-        precise path must decide (``kafka.event_writer.RawEventWriter``)."""
+    def prepare(self, raw: Any) -> tuple[tuple[bytes, ...], int] | None:
+        """``encode_body(record_fields(validate(raw)))`` and ``fingerprint(raw)`` in one
+        pass, or None when the precise path must decide
+        (``kafka.event_writer.RawEventWriter``)."""
 
 
-#: a RawWriter for one page: (observed_at in ms, source fields) → writer
-MakeRawWriter = Callable[[int, Mapping[str, str]], RawWriter]
+#: a RawWriter for one page: (observed_at in ms, source fields, include_responses)
+MakeRawWriter = Callable[[int, Mapping[str, str], bool], RawWriter]
 
 
 class PagePreparer:
@@ -62,17 +63,18 @@ class PagePreparer:
         source = self._source
         records: list[PreparedRecord] = []
         dead_letters: list[DeadLetter] = []
-        fast = self._fast_writer(observed_at_ms, source) if self._fast_writer else None
+        fast = (
+            self._fast_writer(observed_at_ms, source, include_responses)
+            if self._fast_writer
+            else None
+        )
         for item in page.records:
-            body = fast.segments(item) if fast is not None else None
-            if body is not None:  # valid, mapped and encoded in one pass
+            done = fast.prepare(item) if fast is not None else None
+            if done is not None:  # valid, mapped, encoded and fingerprinted in one pass
+                body, fingerprinted = done
                 records.append(
                     PreparedRecord(
-                        item["session_id"],
-                        item["user_id"],
-                        item["status"],
-                        fingerprint(item, include_responses),
-                        body,
+                        item["session_id"], item["user_id"], item["status"], fingerprinted, body
                     )
                 )
                 continue

@@ -1,17 +1,18 @@
-"""An event body straight from a raw API record: checks, mapping and Avro in one pass.
+"""An event body and fingerprint straight from a raw API record, in one pass.
 
 The fast path of ``changes.prepare.PagePreparer``: what ``changes.validate.validate``,
-``changes.event.record_fields`` and ``kafka.serde.BodyEncoder.encode`` do in three
-passes and a dict per level, done here in one, for the current event schema
-(``session_score_changed.v1``: ``DECIDED_FIELDS`` first and in the sixth place).
+``changes.event.record_fields``, ``kafka.serde.BodyEncoder.encode`` and
+``changes.fingerprint.fingerprint`` do in four passes and a dict per level, done here
+in one, for the current event schema (``session_score_changed.v1``: ``DECIDED_FIELDS``
+first and in the sixth place) and fingerprint version.
 
 It answers None for anything unusual: a value of a type or range it does not take
 (floats where counts belong, ints beyond 2**53 where doubles belong, ...), an empty or
-missing id, or bytes that are not UTF-8. The caller then takes the precise three-pass
-path, which says why the record is refused (dead letter) or maps it. Whenever this
-answers, the precise path would answer the same bytes: a hypothesis test holds it to
-that, and fails when the schema changes until this follows (or is dropped: the precise
-path alone is correct, only about half as fast).
+missing id, or bytes that are not UTF-8. The caller then takes the precise path, which
+says why the record is refused (dead letter) or maps it. Whenever this answers, the
+precise path would answer the same bytes and fingerprint: a hypothesis test holds it to
+that, and fails when the schema or the fingerprint changes until this follows (or is
+dropped: the precise path alone is correct, only about half as fast).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from connector.changes.event import (
     SUBSCORE_FIELDS,
     extra_fields_json,
 )
+from connector.changes.fingerprint import FINGERPRINT_VERSION, digest_parts
 from connector.kafka.avro_writer import varint
 
 Segments = tuple[bytes, ...]
@@ -86,41 +88,66 @@ def _id(value: Any) -> bytes:
     return _string(value)
 
 
-def _subscore(s: Any) -> bytes:
+def _nn(value: Any) -> Any:
+    """``fingerprint.normalize_number``: an integral float as the int."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+def _items(items: Any) -> bytes:
+    if items is None:
+        return b"\x00"
+    if type(items) is not list:
+        raise _Unusual
+    if not items:
+        return b"\x02\x00"
+    parts = [b"\x02", _count(len(items))]
+    append = parts.append
+    for item in items:
+        if type(item) is not str:
+            raise _Unusual
+        data = item.encode()
+        n = len(data) << 1
+        append(_V[n] if n < 128 else varint(n))
+        append(data)
+    append(b"\x00")
+    return b"".join(parts)
+
+
+def _subscore(s: Any, fingerprinted: list[Any]) -> bytes:
     if type(s) is not dict:
         raise _Unusual
     get = s.get
+    score, max_score, attempted_max = get("score"), get("max_score"), get("attempted_max_score")
     items = get("items")
-    if items is None:
-        encoded_items = b"\x00"
-    elif type(items) is not list:
-        raise _Unusual
-    elif items:
-        parts = [b"\x02", _count(len(items))]
-        for item in items:
-            if type(item) is not str:
-                raise _Unusual
-            parts.append(_string(item))
-        parts.append(b"\x00")
-        encoded_items = b"".join(parts)
-    else:
-        encoded_items = b"\x02\x00"
-    return b"".join(
+    encoded = b"".join(
         (
-            _opt_string(get("id")),
-            _opt_string(get("title")),
-            _opt_long(get("num_questions")),
-            _opt_long(get("num_attempted")),
-            _opt_double(get("score")),
-            _opt_double(get("max_score")),
-            _opt_double(get("attempted_max_score")),
-            encoded_items,
+            _opt_string(subscore_id := get("id")),
+            _opt_string(title := get("title")),
+            _opt_long(questions := get("num_questions")),
+            _opt_long(attempted := get("num_attempted")),
+            _opt_double(score),
+            _opt_double(max_score),
+            _opt_double(attempted_max),
+            _items(items),
             _opt_string(extra_fields_json(s, SUBSCORE_FIELDS)),
         )
     )
+    fingerprinted.append(
+        [
+            subscore_id,
+            title,
+            questions,
+            attempted,
+            _nn(score),
+            _nn(max_score),
+            _nn(attempted_max),
+            items,
+        ]
+    )
+    return encoded
 
 
-def _response(r: Any) -> bytes:
+def _response(r: Any, fingerprinted: list[Any]) -> bytes:
     if type(r) is not dict:
         raise _Unusual
     get = r.get
@@ -133,16 +160,19 @@ def _response(r: Any) -> bytes:
         encoded_attempted = b"\x02\x00"
     else:
         raise _Unusual
-    return b"".join(
+    score, max_score = get("score"), get("max_score")
+    encoded = b"".join(
         (
-            _opt_string(get("response_id")),
-            _opt_double(get("score")),
-            _opt_double(get("max_score")),
+            _opt_string(response_id := get("response_id")),
+            _opt_double(score),
+            _opt_double(max_score),
             encoded_attempted,
             _opt_string(get("dt_score_updated")),
             _opt_string(extra_fields_json(r, RESPONSE_FIELDS)),
         )
     )
+    fingerprinted.append([response_id, _nn(score), _nn(max_score), attempted])
+    return encoded
 
 
 def _count(n: int) -> bytes:
@@ -150,34 +180,41 @@ def _count(n: int) -> bytes:
     return _V[z] if z < 128 else varint(z)
 
 
-def _array(value: Any, write: Callable[[Any], bytes]) -> bytes:
+def _array(value: Any, write: Callable[[Any, list[Any]], bytes], parts: list[Any]) -> bytes:
+    """The ``["null", array]`` union of ``value``; ``parts`` gets each item's
+    fingerprinted values."""
     if value is None:
         return b"\x00"
     if type(value) is not list:
         raise _Unusual
     if not value:
         return b"\x00"  # the mapping reads an empty list as null
-    return b"".join((b"\x02", _count(len(value)), *map(write, value), b"\x00"))
+    encoded = [write(item, parts) for item in value]
+    return b"".join((b"\x02", _count(len(value)), *encoded, b"\x00"))
 
 
 class RawEventWriter:
-    """Body segments (``BodyEncoder.encode``'s) of many records of one page."""
+    """Body segments (``BodyEncoder.encode``'s) and fingerprints of one page's records."""
 
-    def __init__(self, observed_at_ms: int, source: Mapping[str, str]) -> None:
+    def __init__(
+        self, observed_at_ms: int, source: Mapping[str, str], include_responses: bool
+    ) -> None:
         z = (observed_at_ms << 1) ^ (observed_at_ms >> 63)
         # the same for every record of the page: written once
         self._constant_tail = (_V[z] if z < 128 else varint(z)) + b"".join(
             _string(source[name]) for name in ("connector_name", "api_version", "connector_version")
         )
+        self._include_responses = include_responses
 
-    def segments(self, raw: Any) -> Segments | None:
-        """The segments of ``raw``'s event, or None: take the precise path."""
+    def prepare(self, raw: Any) -> tuple[Segments, int] | None:
+        """The segments of ``raw``'s event and its fingerprint, or None: take the
+        precise path."""
         try:
-            return self._segments(raw)
+            return self._prepare(raw)
         except (_Unusual, UnicodeEncodeError, AttributeError):
             return None
 
-    def _segments(self, raw: dict[str, Any]) -> Segments:
+    def _prepare(self, raw: dict[str, Any]) -> tuple[Segments, int]:
         get = raw.get
         status = get("status")
         head = b"".join(
@@ -188,12 +225,15 @@ class RawEventWriter:
                 _id(status),
             )
         )
+        score, max_score = get("score"), get("max_score")
+        subscores: list[Any] = []
+        responses: list[Any] = []
         tail = b"".join(
             (
-                _opt_double(get("score")),
-                _opt_double(get("max_score")),
-                _array(get("subscores"), _subscore),
-                _array(get("responses"), _response),
+                _opt_double(score),
+                _opt_double(max_score),
+                _array(get("subscores"), _subscore, subscores),
+                _array(get("responses"), _response, responses),
                 _opt_string(get("dt_started")),
                 _opt_string(get("dt_completed")),
                 _opt_string(get("dt_saved")),
@@ -202,4 +242,8 @@ class RawEventWriter:
                 _opt_string(extra_fields_json(raw, RECORD_FIELDS)),
             )
         )
-        return (_EMPTY, _EMPTY, head, tail)
+        # what fingerprint.canonical_parts lists, from the values read above
+        parts = [FINGERPRINT_VERSION, status, _nn(score), _nn(max_score), subscores or None]
+        if self._include_responses:
+            parts.append(responses or None)
+        return (_EMPTY, _EMPTY, head, tail), digest_parts(parts)

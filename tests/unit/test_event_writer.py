@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.changes.event import record_fields, source_fields
+from connector.changes.fingerprint import fingerprint
 from connector.changes.prepare import PagePreparer
 from connector.changes.validate import validate
 from connector.errors import InvalidRecordError
@@ -25,20 +26,23 @@ SOURCE = source_fields(EventSource("learnosity-scores", "v2025.2.LTS", "0.1.0"))
 BODY = BodyEncoder()
 
 
-def precise(raw: Any) -> tuple[bytes, ...]:
-    return BODY.encode(record_fields(validate(raw), OBSERVED_MS, SOURCE))
+def precise(raw: Any, include_responses: bool = True) -> tuple[tuple[bytes, ...], int]:
+    body = BODY.encode(record_fields(validate(raw), OBSERVED_MS, SOURCE))
+    return body, fingerprint(raw, include_responses)
 
 
-def fast(raw: Any) -> tuple[bytes, ...] | None:
-    return RawEventWriter(OBSERVED_MS, SOURCE).segments(raw)
+def fast(raw: Any, include_responses: bool = True) -> tuple[tuple[bytes, ...], int] | None:
+    return RawEventWriter(OBSERVED_MS, SOURCE, include_responses).prepare(raw)
 
 
 @settings(max_examples=500)
-@given(RECORDS)
-def test_whenever_it_answers_the_precise_path_answers_the_same(record: dict[str, Any]) -> None:
-    answer = fast(record)
-    if answer is not None:
-        assert precise(record) == answer  # raises if the precise path would refuse it
+@given(RECORDS, st.booleans())
+def test_whenever_it_answers_the_precise_path_answers_the_same(
+    record: dict[str, Any], include_responses: bool
+) -> None:
+    answer = fast(record, include_responses)
+    if answer is not None:  # precise() raises if the precise path would refuse it
+        assert precise(record, include_responses) == answer
 
 
 ORDINARY = [
@@ -56,9 +60,12 @@ ORDINARY = [
 ]
 
 
+@pytest.mark.parametrize("include_responses", [True, False])
 @pytest.mark.parametrize("record", ORDINARY[:1] + ORDINARY[2:])
-def test_ordinary_records_take_the_fast_path(record: dict[str, Any]) -> None:
-    assert fast(record) == precise(record)
+def test_ordinary_records_take_the_fast_path(
+    record: dict[str, Any], include_responses: bool
+) -> None:
+    assert fast(record, include_responses) == precise(record, include_responses)
 
 
 def test_a_float_count_is_left_to_the_precise_path_which_maps_it() -> None:
@@ -112,6 +119,16 @@ def test_a_page_prepares_the_same_with_and_without_the_fast_path(
     with_fast = PagePreparer(**common, fast_writer=RawEventWriter)(page)
     without = PagePreparer(**common)(page)
     assert with_fast == without
+    assert [r.fingerprint for r in with_fast.records] == [
+        fingerprint(r, True) for r in records if validate_or_none(r) is not None
+    ]
+
+
+def validate_or_none(record: Any) -> Any:
+    try:
+        return validate(record)
+    except InvalidRecordError:
+        return None
 
 
 def test_a_prepared_page_pickles_back_to_the_same_page() -> None:
