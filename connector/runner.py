@@ -167,19 +167,20 @@ class Runner:
         if page.position is not None:
             batch.position = page.position
         result = decide(((r, r.fingerprint) for r in page.records), self.state, batch.updates)
-        # the hot loop: one assemble and one produce per change, nothing else
-        header, assemble, topic = self._header, self._body.assemble, self.settings.kafka_topic
-        produce = self.producer.produce
+        # the hot loop: one assemble per change, then the page's events in one call
+        header, assemble = self._header, self._body.assemble
         counts = batch.changes
+        messages = []
+        for change in result.changes:
+            record = change.record
+            kind = change.kind
+            value = assemble(  # a ChangeKind is its symbol (StrEnum): no .value lookup
+                header, record.body, change.event_id, kind, change.previous_status
+            )
+            messages.append((record.user_id.encode("utf-8"), value))
+            counts[kind] = counts.get(kind, 0) + 1
         try:
-            for change in result.changes:
-                record = change.record
-                kind = change.kind
-                value = assemble(  # a ChangeKind is its symbol (StrEnum): no .value lookup
-                    header, record.body, change.event_id, kind, change.previous_status
-                )
-                produce(topic, record.user_id.encode("utf-8"), value)
-                counts[kind] = counts.get(kind, 0) + 1
+            self.producer.produce_many(self.settings.kafka_topic, messages)
         except ConnectorError:
             self.metrics.produce_errors.inc()
             raise

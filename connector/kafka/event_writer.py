@@ -73,24 +73,16 @@ def _opt_double(value: Any) -> bytes:
     return _pack_bd(2, value)
 
 
-def _opt_long(value: Any) -> bytes:
-    if value is None:
-        return b"\x00"
-    if type(value) is not int or not _LONG_MIN <= value <= _LONG_MAX:
-        raise _Unusual  # a float count (20.0) is fine, but the precise path maps it
-    z = (value << 1) ^ (value >> 63)
-    return b"\x02" + (_V[z] if z < 128 else varint(z))
-
-
-def _id(value: Any) -> bytes:
-    if type(value) is not str or not value:
-        raise _Unusual
-    return _string(value)
-
-
 def _nn(value: Any) -> Any:
     """``fingerprint.normalize_number``: an integral float as the int."""
     return int(value) if type(value) is float and value.is_integer() else value
+
+
+#: encoded ``items`` lists by content: a subscore's item references are the same for
+#: every learner of an activity, so a backfill writes each list once (bounded: cleared
+#: when full)
+_items_written: dict[tuple[Any, ...], bytes] = {}
+ITEMS_CACHE_SIZE: Final = 20_000
 
 
 def _items(items: Any) -> bytes:
@@ -100,6 +92,17 @@ def _items(items: Any) -> bytes:
         raise _Unusual
     if not items:
         return b"\x02\x00"
+    key = tuple(items)  # TypeError for an unhashable item: unusual
+    written = _items_written.get(key)
+    if written is None:
+        written = _write_items(items)  # only lists of str get here and into the cache
+        if len(_items_written) >= ITEMS_CACHE_SIZE:
+            _items_written.clear()
+        _items_written[key] = written
+    return written
+
+
+def _write_items(items: list[Any]) -> bytes:
     parts = [b"\x02", _count(len(items))]
     append = parts.append
     for item in items:
@@ -114,37 +117,80 @@ def _items(items: Any) -> bytes:
 
 
 def _subscore(s: Any, fingerprinted: list[Any]) -> bytes:
+    """One subscore (about three per record). Its fields are written by loops over
+    names, not a helper call per field: calls were half of the cost."""
     if type(s) is not dict:
         raise _Unusual
     get = s.get
-    score, max_score, attempted_max = get("score"), get("max_score"), get("attempted_max_score")
+    out = bytearray()
+    strings = _opt_strings_into(out, get, ("id", "title"))
+    counts = []
+    for name in ("num_questions", "num_attempted"):
+        v = get(name)
+        if v is None:
+            out += b"\x00"
+        elif type(v) is int and _LONG_MIN <= v <= _LONG_MAX:
+            z = (v << 1) ^ (v >> 63)
+            out += b"\x02"
+            out += _V[z] if z < 128 else varint(z)
+        else:
+            raise _Unusual  # a float count (20.0) is fine, but the precise path maps it
+        counts.append(v)
+    numbers = _opt_doubles_into(out, get, ("score", "max_score", "attempted_max_score"))
     items = get("items")
-    encoded = b"".join(
-        (
-            _opt_string(subscore_id := get("id")),
-            _opt_string(title := get("title")),
-            _opt_long(questions := get("num_questions")),
-            _opt_long(attempted := get("num_attempted")),
-            _opt_double(score),
-            _opt_double(max_score),
-            _opt_double(attempted_max),
-            _items(items),
-            _opt_string(extra_fields_json(s, SUBSCORE_FIELDS)),
-        )
+    out += _items(items)
+    out += (
+        b"\x00"
+        if SUBSCORE_FIELDS.issuperset(s)
+        else _opt_string(extra_fields_json(s, SUBSCORE_FIELDS))
     )
-    fingerprinted.append(
-        [
-            subscore_id,
-            title,
-            questions,
-            attempted,
-            _nn(score),
-            _nn(max_score),
-            _nn(attempted_max),
-            items,
-        ]
-    )
-    return encoded
+    fingerprinted.append([*strings, *counts, *numbers, items])
+    return bytes(out)
+
+
+def _opt_strings_into(
+    out: bytearray, get: Callable[[str], Any], names: tuple[str, ...]
+) -> list[Any]:
+    """``_opt_string`` of each named field, appended to ``out``; the values read."""
+    values = []
+    for name in names:
+        v = get(name)
+        if v is None:
+            out += b"\x00"
+        elif type(v) is str:
+            data = v.encode()
+            n = len(data) << 1
+            out += b"\x02"
+            out += _V[n] if n < 128 else varint(n)
+            out += data
+        else:
+            raise _Unusual
+        values.append(v)
+    return values
+
+
+def _opt_doubles_into(
+    out: bytearray, get: Callable[[str], Any], names: tuple[str, ...]
+) -> list[Any]:
+    """``_opt_double`` of each named field, appended to ``out``; the values read,
+    normalized as the fingerprint needs (``fingerprint.normalize_number``)."""
+    values = []
+    for name in names:
+        v = get(name)
+        if v is None:
+            out += b"\x00"
+        elif type(v) is float:
+            if v - v != 0.0:  # inf, nan
+                raise _Unusual
+            out += _pack_bd(2, v)
+            if v.is_integer():
+                v = int(v)
+        elif type(v) is int and -_SAFE_INT <= v <= _SAFE_INT:
+            out += _pack_bd(2, v)
+        else:
+            raise _Unusual
+        values.append(v)
+    return values
 
 
 def _response(r: Any, fingerprinted: list[Any]) -> bytes:
@@ -211,39 +257,36 @@ class RawEventWriter:
         precise path."""
         try:
             return self._prepare(raw)
-        except (_Unusual, UnicodeEncodeError, AttributeError):
+        except (_Unusual, UnicodeEncodeError, AttributeError, TypeError):
             return None
 
     def _prepare(self, raw: dict[str, Any]) -> tuple[Segments, int]:
         get = raw.get
-        status = get("status")
-        head = b"".join(
-            (
-                _id(get("session_id")),
-                _id(get("user_id")),
-                _id(get("activity_id")),
-                _id(status),
-            )
-        )
-        score, max_score = get("score"), get("max_score")
+        head = bytearray()
+        for name in ("session_id", "user_id", "activity_id", "status"):
+            v = get(name)
+            if type(v) is not str or not v:
+                raise _Unusual
+            data = v.encode()
+            n = len(data) << 1
+            head += _V[n] if n < 128 else varint(n)
+            head += data
+        tail = bytearray()
+        score, max_score = _opt_doubles_into(tail, get, ("score", "max_score"))
         subscores: list[Any] = []
         responses: list[Any] = []
-        tail = b"".join(
-            (
-                _opt_double(score),
-                _opt_double(max_score),
-                _array(get("subscores"), _subscore, subscores),
-                _array(get("responses"), _response, responses),
-                _opt_string(get("dt_started")),
-                _opt_string(get("dt_completed")),
-                _opt_string(get("dt_saved")),
-                _opt_string(get("dt_updated")),
-                self._constant_tail,
-                _opt_string(extra_fields_json(raw, RECORD_FIELDS)),
-            )
+        tail += _array(get("subscores"), _subscore, subscores)
+        tail += _array(get("responses"), _response, responses)
+        _opt_strings_into(tail, get, ("dt_started", "dt_completed", "dt_saved", "dt_updated"))
+        tail += self._constant_tail
+        tail += (
+            b"\x00"
+            if RECORD_FIELDS.issuperset(raw)
+            else _opt_string(extra_fields_json(raw, RECORD_FIELDS))
         )
-        # what fingerprint.canonical_parts lists, from the values read above
-        parts = [FINGERPRINT_VERSION, status, _nn(score), _nn(max_score), subscores or None]
+        # what fingerprint.canonical_parts lists, from the values read above (the
+        # numbers already normalized)
+        parts = [FINGERPRINT_VERSION, get("status"), score, max_score, subscores or None]
         if self._include_responses:
             parts.append(responses or None)
-        return (_EMPTY, _EMPTY, head, tail), digest_parts(parts)
+        return (_EMPTY, _EMPTY, bytes(head), bytes(tail)), digest_parts(parts)

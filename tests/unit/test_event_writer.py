@@ -15,6 +15,7 @@ from connector.changes.fingerprint import fingerprint
 from connector.changes.prepare import PagePreparer
 from connector.changes.validate import validate
 from connector.errors import InvalidRecordError
+from connector.kafka import event_writer
 from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
 from connector.models import EventSource, Page, PreparedRecord
@@ -88,6 +89,8 @@ def test_a_float_count_is_left_to_the_precise_path_which_maps_it() -> None:
         {"subscores": {"id": "x"}},
         {"subscores": [["x"]]},
         {"subscores": [{"items": [None]}]},
+        {"subscores": [{"items": [{"unhashable": 1}]}]},
+        {"subscores": [{"items": ["a", 1]}]},
         {"subscores": [{"num_questions": 2**64}]},
         {"responses": [{"attempted": "yes"}]},
         {"dt_saved": 5},
@@ -140,3 +143,15 @@ def test_a_prepared_page_pickles_back_to_the_same_page() -> None:
     assert back == page
     assert all(type(record) is PreparedRecord for record in back.records)
     assert back.records[0].fingerprint == page.records[0].fingerprint
+
+
+def test_item_lists_are_written_once_and_the_cache_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(event_writer, "ITEMS_CACHE_SIZE", 3)
+    monkeypatch.setattr(event_writer, "_items_written", {})
+    for n in range(10):
+        record = documented_record(subscores=[{"items": [f"item-{n}", "shared"]}])
+        assert fast(record) == precise(record)
+        assert fast(record) == precise(record)  # the second time from the cache
+        assert len(event_writer._items_written) <= 3
