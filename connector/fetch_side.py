@@ -3,14 +3,14 @@
 Fetching (signing, HTTP, JSON) and preparing pages (validation, fingerprints, event
 bodies: ``changes.prepare``) need no state, and take about half of the CPU a record
 costs. In the runner's process they would share its GIL; in a child process they run
-on the other core while the runner decides and produces. The child runs the ordinary
-``Fetcher`` thread; ``FetchProcess`` is its stand-in in the runner's process, with the
-same interface (``start``/``get``/``rewind``/``join``/``generation``).
+on the other core while the runner decides and produces. The child drives an ordinary
+``Fetcher`` synchronously; ``FetchProcess`` is its stand-in in the runner's process,
+with the same interface (``start``/``get``/``rewind``/``join``/``generation``).
 
     runner process                          fetch process (spawned)
-    FetchProcess.get  ◀── ("page", Fetched) ──  prepare ◀ Fetcher thread: fetch, advance
+    FetchProcess.get  ◀── ("page", Fetched) ──  Fetcher.fetch_one: fetch, advance, prepare
     metrics           ◀── ("api", call)     ──  the client's observer calls
-    FetchProcess.rewind ── ("rewind", cursor) ─▶ Fetcher.rewind (generations match 1:1)
+    FetchProcess.rewind ── ("rewind", cursor) ─▶ listener: Fetcher.rewind (generations 1:1)
     FetchProcess.join   ── ("stop",)         ─▶ exits; killed if it does not in time
 
 A reader thread in the runner's process drains the pipe into a queue of ``PAGES_AHEAD``
@@ -47,16 +47,14 @@ from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import ApiObserver, DataApiClient
 from connector.learnosity.fetcher import Fetched, Fetcher
-from connector.learnosity.paging import Pager
-from connector.models import EventSource, Page, PreparedPage
+from connector.learnosity.paging import Pager, Step
+from connector.models import EventSource, PreparedPage
 from connector.settings import Settings, StartFrom
 
 log = logging.getLogger(__name__)
 
 #: the observer calls the child forwards (``ApiObserver``'s methods, nothing else)
 OBSERVER_CALLS: Final = frozenset(("request_finished", "retrying", "budget_waited"))
-#: how often the child looks at its control messages while it waits for a page
-CONTROL_INTERVAL: Final = 0.05
 #: pages received ahead of the runner (about 1.5 MB of prepared records at 50 a page):
 #: enough for the child to keep fetching through a commit
 PAGES_AHEAD: Final = 40
@@ -90,8 +88,8 @@ class FetchPlan:
 
     def build(
         self, cursor: str | None, *, observer: ApiObserver, stop: threading.Event
-    ) -> tuple[Fetcher[Page], DataApiClient]:
-        """A fetcher thread (not started) handing over pages as fetched, and its client."""
+    ) -> tuple[Fetcher[PreparedPage], DataApiClient]:
+        """A fetcher (its thread not started) that prepares each page, and its client."""
         client = DataApiClient.from_settings(self.settings, observer=observer, stop=stop)
         fetcher = Fetcher(
             client,
@@ -99,17 +97,13 @@ class FetchPlan:
             cursor,
             poll_interval=self.settings.learnosity_poll_interval_seconds,
             stop=stop,
-            prepare=_as_fetched,
+            prepare=self.preparer(),
             on_stall=lambda p: log.warning(
                 "stalled cursor: the same token and records came back",
                 extra={"cursor": p.cursor},
             ),
         )
         return fetcher, client
-
-
-def _as_fetched(page: Page) -> Page:
-    return page
 
 
 # --- the runner's side -------------------------------------------------------------------
@@ -260,7 +254,12 @@ def die_with_parent() -> None:
 
 
 def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
-    """The fetch process: a Fetcher thread, and this thread pumping its pages out."""
+    """The fetch process: fetch, prepare and send, one page after another, in this
+    thread; a listener thread takes the runner's rewinds and stop.
+
+    One working thread, not a fetcher thread handing pages to a sender: two threads
+    taking turns at the GIL cost a quarter of this process's CPU, more than overlapping
+    the Data API's answer time with preparing saved."""
     parent = os.getppid()
     die_with_parent()
     if os.getppid() != parent:  # the parent died before prctl took effect
@@ -271,40 +270,48 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
     stop = threading.Event()
     send = _Sender(conn)
     fetcher, client = plan.build(cursor, observer=_ForwardingObserver(send), stop=stop)
-    prepare = plan.preparer()
+    listener = threading.Thread(
+        target=_listen, args=(conn, fetcher, stop), name="control", daemon=True
+    )
     tune_gc()
-    fetcher.start()
+    listener.start()
     try:
-        while _follow_control(conn, fetcher):
-            item = fetcher.get(timeout=CONTROL_INTERVAL)
-            if item is not None:
-                # prepared here, not in the fetcher thread: the next request is then in
-                # flight (its wait releases the GIL) while this page is prepared
-                send(("page", _prepared(item, prepare)))
+        while not stop.is_set():
+            item = fetcher.fetch_one()
+            if item is None:  # rewound meanwhile, or stopping
+                continue
+            send(("page", _picklable(item)))
+            if item.error is not None:
+                stop.wait()  # the runner raises it and stops us
+            elif item.step is not Step.MORE:
+                fetcher.wait_to_poll()
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass  # the runner is gone or closed its end: stop quietly
     finally:
         stop.set()
-        fetcher.join(timeout=2.0)
         client.close()
 
 
-def _follow_control(conn: Connection, fetcher: Fetcher[Page]) -> bool:
-    """Apply the runner's pending messages; False once it said stop (or is gone)."""
-    while conn.poll():
-        kind, cursor = conn.recv()
-        if kind == "stop":
-            return False
-        if kind == "rewind":
-            fetcher.rewind(cursor)
-    return True
+def _listen(conn: Connection, fetcher: Fetcher[PreparedPage], stop: threading.Event) -> None:
+    """The runner's messages: rewinds (applied between requests), then stop."""
+    try:
+        while True:
+            kind, cursor = conn.recv()
+            if kind == "stop":
+                break
+            if kind == "rewind":
+                fetcher.rewind(cursor)  # also cuts a poll-interval wait short
+    except (EOFError, OSError):
+        pass  # the runner is gone
+    stop.set()
+    fetcher.wake()
 
 
-def _prepared(item: Fetched[Page], prepare: PagePreparer) -> Fetched[PreparedPage]:
-    """The page prepared; an unexpected exception becomes a FatalError naming it (it
-    may not pickle)."""
+def _picklable(item: Fetched[PreparedPage]) -> Fetched[PreparedPage]:
+    """An unexpected exception becomes a FatalError naming it (it may not pickle)."""
     error = item.error
-    if error is not None and not isinstance(error, ConnectorError):
-        error = FatalError(f"the fetcher failed: {error!r}"[:1000])
-    page = prepare(item.page) if item.page is not None else None
-    return Fetched(item.generation, page, item.step, item.cursor, error)
+    if error is None or isinstance(error, ConnectorError):
+        return item
+    return Fetched(
+        item.generation, None, None, None, FatalError(f"the fetcher failed: {error!r}"[:1000])
+    )

@@ -133,27 +133,44 @@ class Fetcher(Generic[P]):
                 continue
         return False
 
+    def fetch_one(self) -> Fetched[P] | None:
+        """One request, synchronously: the page (prepared) or the error that stops
+        fetching; None on shutdown or when rewound while the request was in flight.
+        For a caller that runs the fetcher without its thread (``fetch_side``)."""
+        with self._lock:
+            generation, pager = self._generation, self._pager
+        try:
+            page = self._client.fetch(pager.request())
+        except ShutdownRequested:
+            return None
+        except Exception as exc:  # noqa: BLE001 - handed to the runner, which re-raises it
+            return Fetched(generation, None, None, None, exc)
+        with self._lock:
+            if generation != self._generation:
+                return None  # rewound while this request was in flight
+            step = pager.advance(page)
+        if step is Step.STALLED and self._on_stall is not None:
+            self._on_stall(pager)
+        return Fetched(generation, self._prepare(page), step, pager.cursor)
+
+    def wait_to_poll(self) -> None:
+        """Caught up or stalled: wait a poll interval (cut short by a rewind or stop)."""
+        self._wake.wait(self._poll_interval)
+        self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                generation, pager = self._generation, self._pager
-            try:
-                page = self._client.fetch(pager.request())
-            except ShutdownRequested:
-                return
-            except Exception as exc:  # noqa: BLE001 - handed to the runner, which re-raises it
-                self._put(Fetched(generation, None, None, None, exc))
-                return
-            with self._lock:
-                if generation != self._generation:
-                    continue  # rewound while this request was in flight
-                step = pager.advance(page)
-            if step is Step.STALLED and self._on_stall is not None:
-                self._on_stall(pager)
-            prepared = self._prepare(page)  # here, so it overlaps the runner's work
-            if not self._put(Fetched(generation, prepared, step, pager.cursor)):
+            item = self.fetch_one()
+            if item is None:
+                if self._stop.is_set():
+                    return
                 continue
-            if step is not Step.MORE:
-                # caught up or stalled: wait a poll interval (or a rewind) before asking again
-                self._wake.wait(self._poll_interval)
-                self._wake.clear()
+            if not self._put(item) or item.error is not None:
+                if item.error is not None:
+                    return
+                continue
+            if item.step is not Step.MORE:
+                self.wait_to_poll()
