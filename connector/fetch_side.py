@@ -282,7 +282,9 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
                 continue
             send(("page", _picklable(item)))
             if item.error is not None:
-                stop.wait()  # the runner raises it and stops us
+                # the runner raises it: a fatal error stops us, a retriable one rewinds us
+                while not stop.is_set() and fetcher.generation == item.generation:
+                    fetcher.wait_to_poll()
             elif item.step is not Step.MORE:
                 fetcher.wait_to_poll()
     except (BrokenPipeError, EOFError, ConnectionResetError):
