@@ -98,6 +98,7 @@ class FetchPlan:
             poll_interval=self.settings.learnosity_poll_interval_seconds,
             stop=stop,
             prepare=self.preparer(),
+            pipeline=True,
             on_stall=lambda p: log.warning(
                 "stalled cursor: the same token and records came back",
                 extra={"cursor": p.cursor},

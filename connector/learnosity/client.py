@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from connector.errors import (
+    ConnectorError,
     RateLimitedError,
     ResponseTooLargeError,
     ShutdownRequested,
@@ -32,7 +33,7 @@ from connector.learnosity.backoff import Backoff, rate_limit_delay
 from connector.learnosity.budget import RequestBudget
 from connector.learnosity.responses import parse_response
 from connector.learnosity.signing import sdk_headers, signed_form
-from connector.learnosity.transport import HttpTransport
+from connector.learnosity.transport import HttpTransport, InFlight
 from connector.models import Page
 from connector.settings import Settings
 
@@ -60,6 +61,15 @@ class _NoObserver:
 
     def budget_waited(self, seconds: float) -> None:
         pass
+
+
+@dataclass(frozen=True)
+class PendingPage:
+    """A request sent ahead (``DataApiClient.begin``) whose page is not read yet."""
+
+    params: dict[str, Any]
+    started: float
+    sent: InFlight
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,46 @@ class DataApiClient:
             raise
         finally:
             self._observer.request_finished(outcome, self._clock() - started)
+
+    # --- pipelining: ask for the next page while this one is processed -----------------
+    def begin(self, params: dict[str, Any]) -> PendingPage | None:
+        """Send the request for ``params`` now; ``finish`` returns its page. None where
+        the transport cannot pipeline (then ``fetch`` as usual)."""
+        limit = min(int(params.get("limit", MAX_LIMIT)), self.limit_ceiling)
+        params = {**params, "limit": limit}
+        waited = self._budget.acquire()
+        if waited:
+            self._observer.budget_waited(waited)
+        creds = self._credentials
+        form = signed_form(creds.consumer_key, creds.consumer_secret, creds.domain, dict(params))
+        started = self._clock()
+        sent = self._transport.send_form(self.endpoint_url, form, self._headers)
+        return PendingPage(params, started, sent) if sent is not None else None
+
+    def finish(self, pending: PendingPage) -> Page:
+        """The page ``begin`` asked for. Anything but a good answer goes the way of
+        ``fetch`` from the start (retried, classified), as if nothing had been sent."""
+        outcome = "transient"
+        try:
+            raw = self._transport.receive(pending.sent)
+            page = parse_response(raw.status, raw.headers, raw.body)
+            outcome = "ok"
+        except RateLimitedError:
+            outcome = "rate_limited"
+        except SourceFatalError:
+            outcome = "fatal"
+        except ConnectorError:
+            pass  # transient, too large: fetch() knows what to do
+        finally:
+            self._observer.request_finished(outcome, self._clock() - pending.started)
+        if outcome != "ok":
+            return self.fetch(pending.params)
+        limit = pending.params["limit"]
+        return Page(page.records, page.next_token, page.server_time, limit, page.meta)
+
+    def abandon(self, pending: PendingPage) -> None:
+        """Never read ``pending``'s answer (rewound meanwhile)."""
+        self._transport.abandon(pending.sent)
 
     def fetch(self, params: dict[str, Any], *, max_attempts: int | None = None) -> Page:
         """Fetch one page, retrying what can be retried. ``max_attempts`` bounds transients."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from connector.errors import ShutdownRequested
-from connector.learnosity.client import DataApiClient
+from connector.learnosity.client import DataApiClient, PendingPage
 from connector.learnosity.paging import Pager, Step
 from connector.models import Page, PreparedPage
 
@@ -70,8 +70,12 @@ class Fetcher(Generic[P]):
         stop: threading.Event,
         prepare: Callable[[Page], P],
         on_stall: Callable[[Pager], None] | None = None,
+        pipeline: bool = False,
     ) -> None:
         self._client = client
+        #: send the next request before preparing the page just read (``fetch_one``)
+        self._pipeline = pipeline
+        self._ahead: tuple[int, PendingPage] | None = None
         self._prepare = prepare
         self._make_pager = make_pager
         self._poll_interval = poll_interval
@@ -139,8 +143,14 @@ class Fetcher(Generic[P]):
         For a caller that runs the fetcher without its thread (``fetch_side``)."""
         with self._lock:
             generation, pager = self._generation, self._pager
+        ahead, self._ahead = self._ahead, None
         try:
-            page = self._client.fetch(pager.request())
+            if ahead is not None and ahead[0] == generation:
+                page = self._client.finish(ahead[1])
+            else:
+                if ahead is not None:  # sent before a rewind: not ours any more
+                    self._client.abandon(ahead[1])
+                page = self._client.fetch(pager.request())
         except ShutdownRequested:
             return None
         except Exception as exc:  # noqa: BLE001 - handed to the runner, which re-raises it
@@ -149,6 +159,12 @@ class Fetcher(Generic[P]):
             if generation != self._generation:
                 return None  # rewound while this request was in flight
             step = pager.advance(page)
+            following = pager.request() if step is Step.MORE and self._pipeline else None
+        if following is not None:
+            # the next request goes out now: the Data API answers it while this page
+            # is prepared and handed over
+            pending = self._client.begin(following)
+            self._ahead = (generation, pending) if pending is not None else None
         if step is Step.STALLED and self._on_stall is not None:
             self._on_stall(pager)
         return Fetched(generation, self._prepare(page), step, pager.cursor)

@@ -46,6 +46,14 @@ class RawResponse:
     body: bytes
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """A request sent on the kept-alive connection whose answer is not read yet."""
+
+    conn: http.client.HTTPConnection
+    url: str
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
     scheme: str
@@ -131,10 +139,44 @@ class HttpTransport:
             self._drop()
             raise _transient(url, exc) from exc
 
+    # --- pipelining: send now, read the answer later ---------------------------------
+    def send_form(self, url: str, form: dict[str, str], headers: dict[str, str]) -> InFlight | None:
+        """Send the request and return at once; ``receive`` reads the answer. None where
+        this does not apply (httpx paths) or the send failed: use ``post_form`` then."""
+        if self._injected is not None or _proxied(url):
+            return None
+        target = _target(url)
+        body = urlencode(form).encode("ascii")
+        try:
+            conn = self._connection(target)
+            conn.request("POST", target.path, body, {**headers, **_DIRECT_HEADERS})
+        except (OSError, http.client.HTTPException):
+            self._drop()
+            return None
+        return InFlight(conn, url)
+
+    def receive(self, sent: InFlight) -> RawResponse:
+        """The answer to ``send_form``'s request, or TransientError."""
+        try:
+            if sent.conn is not self._conn:
+                raise http.client.HTTPException("the connection was closed meanwhile")
+            return self._read(sent.conn)
+        except (OSError, http.client.HTTPException) as exc:
+            self._drop()
+            raise _transient(sent.url, exc) from exc
+
+    def abandon(self, sent: InFlight) -> None:
+        """Give up on an answer not read yet: the connection cannot be reused."""
+        if sent.conn is self._conn:
+            self._drop()
+
     # --- direct (http.client) ---------------------------------------------------------
     def _exchange(self, target: _Target, body: bytes, head: dict[str, str]) -> RawResponse:
         conn = self._connection(target)
         conn.request("POST", target.path, body, head)
+        return self._read(conn)
+
+    def _read(self, conn: http.client.HTTPConnection) -> RawResponse:
         response = conn.getresponse()
         data = response.read()
         headers = {k.lower(): v for k, v in response.getheaders()}

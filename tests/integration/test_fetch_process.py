@@ -99,6 +99,26 @@ def test_every_session_arrives_prepared_in_order(
     assert requests and float(requests[0].split()[-1]) >= 9  # 420 / 50 pages, forwarded
 
 
+def test_pages_sent_ahead_ride_through_faults(
+    emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
+) -> None:
+    # a failed answer to a request sent ahead is fetched again, in order, once
+    emulator = emulator_factory(
+        sessions=500, faults={"error_rate": 0.1, "truncate_rate": 0.05, "reset_rate": 0.05}
+    )
+    metrics = Metrics()
+    ids = read_to_end(start_fetch(settings_for(emulator), metrics=metrics))
+    assert sorted(ids) == sorted(s["session_id"] for s in emulator.sessions())
+    assert len(ids) == len(set(ids)) == 500
+    retried = [
+        line
+        for line in metrics.render().decode().splitlines()
+        if line.startswith("learnosity_connector_api_requests_total{")
+        and 'outcome="transient"' in line
+    ]
+    assert retried and float(retried[0].split()[-1]) > 0  # faults did happen
+
+
 def test_a_rewind_re_reads_and_drops_the_older_generation(
     emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
 ) -> None:

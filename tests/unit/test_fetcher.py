@@ -108,3 +108,69 @@ def test_starts_from_a_restored_cursor(cursor: str) -> None:
     stop.set()
     fetcher.join(2)
     assert client.requests[0] == cursor
+
+
+class PipeliningClient(FakeClient):
+    """Also sends ahead: ``begin`` records the request, ``finish`` answers it."""
+
+    def __init__(self, pages: dict[str | None, Page | Exception]) -> None:
+        super().__init__(pages)
+        self.events: list[str] = []
+
+    def begin(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.events.append(f"begin {params.get('next')}")
+        return params
+
+    def finish(self, pending: dict[str, Any]) -> Page:
+        self.events.append(f"finish {pending.get('next')}")
+        return self.fetch(pending)
+
+    def abandon(self, pending: dict[str, Any]) -> None:
+        self.events.append(f"abandon {pending.get('next')}")
+
+
+def pipelined(client: PipeliningClient, stop: threading.Event) -> Fetcher[PreparedPage]:
+    def prepare(page: Page) -> PreparedPage:
+        client.events.append(f"prepare {len(page.records)}")
+        return ids_only(page)
+
+    return Fetcher(
+        client,  # type: ignore[arg-type]
+        lambda token: Pager(Filters(), StartFrom("earliest"), cursor=token, limit=2),
+        None,
+        poll_interval=0.05,
+        stop=stop,
+        prepare=prepare,
+        pipeline=True,
+    )
+
+
+def test_the_next_request_goes_out_before_the_page_is_prepared() -> None:
+    client = PipeliningClient(
+        {None: Page(recs("a", "b"), "t1", limit=2), "t1": Page(recs("c"), "t2", limit=2)}
+    )
+    fetcher = pipelined(client, threading.Event())
+    first, second = fetcher.fetch_one(), fetcher.fetch_one()
+    assert first is not None and first.step is Step.MORE
+    assert second is not None and second.step is Step.CAUGHT_UP
+    # page 1 is fetched, t1 is asked for, then page 1 is prepared; t1's answer is read
+    # next; caught up after it, so nothing is sent ahead
+    assert client.events == ["begin t1", "prepare 2", "finish t1", "prepare 1"]
+    assert client.requests == [None, "t1"]
+
+
+def test_a_request_sent_before_a_rewind_is_abandoned() -> None:
+    client = PipeliningClient(
+        {
+            None: Page(recs("a", "b"), "t1", limit=2),
+            "t1": Page(recs("c", "d"), "t2", limit=2),
+            "t0": Page(recs("z"), "t9", limit=2),
+        }
+    )
+    fetcher = pipelined(client, threading.Event())
+    assert fetcher.fetch_one() is not None  # t1 is now in flight
+    fetcher.rewind("t0")
+    item = fetcher.fetch_one()
+    assert item is not None and item.generation == 1 and item.cursor == "t9"
+    assert "abandon t1" in client.events and "finish t1" not in client.events
+    assert client.requests == [None, "t0"]
