@@ -42,6 +42,8 @@ SESSION_STATUSES = ("Incomplete", "Completed", "Discarded", "Pending Scoring")
 MAX_FILTER_IDS = 1000
 LIBRDKAFKA_PREFIX = "LIBRDKAFKA_"
 DEFAULT_SECRETS_DIR = Path("/etc/learnosity-connector/secrets")
+#: a pass-through librdkafka property whose name holds one of these holds a secret
+SECRET_PROPERTY_WORDS = ("password", "secret", "pem", "token", "credential", "jaas")
 
 
 class Delivery(StrEnum):
@@ -228,6 +230,24 @@ class Settings(BaseSettings):
             self.kafka_dlq_topic = f"{self.kafka_topic}.dlq"
         return self
 
+    # --- secrets among the pass-through properties ----------------------------------------
+    def librdkafka_secrets(self) -> list[str]:
+        """Values of pass-through properties that hold secrets (``ssl.key.password``,
+        ``sasl.oauthbearer.client.secret``, PEM keys, ...): redacted from logs and reprs."""
+        return [
+            value
+            for name, value in self.librdkafka.items()
+            if value and any(word in name for word in SECRET_PROPERTY_WORDS)
+        ]
+
+    def __repr_args__(self) -> Any:
+        hidden = set(self.librdkafka_secrets())
+        for name, value in super().__repr_args__():
+            if name == "librdkafka" and hidden:
+                yield name, {k: "**********" if v in hidden else v for k, v in value.items()}
+            else:
+                yield name, value
+
     # --- derived values ----------------------------------------------------------------
     @property
     def state_topic(self) -> str:
@@ -320,6 +340,20 @@ def librdkafka_from_env(environ: Mapping[str, str]) -> dict[str, str]:
     return props
 
 
+def _secret_files(directory: Path) -> dict[str, str]:
+    """``LIBRDKAFKA_*`` files of a secrets directory: name → content, stripped as the
+    other secret files are."""
+    found = {}
+    for path in directory.iterdir():
+        if path.name.upper().startswith(LIBRDKAFKA_PREFIX) and path.is_file():
+            try:
+                found[path.name] = path.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                problem = f"secret file {path}: unreadable ({type(exc).__name__})"
+                raise ConfigError([problem]) from None
+    return found
+
+
 def _env_name(loc: tuple[int | str, ...]) -> str:
     return str(loc[0]).upper() if loc else "configuration"
 
@@ -353,9 +387,6 @@ def load_settings(
     yaml_librdkafka = yaml_values.pop("librdkafka", None) or {}
     if not isinstance(yaml_librdkafka, dict):
         raise ConfigError([f"--config {config_file}: 'librdkafka' must be a mapping"])
-    init: dict[str, Any] = {"librdkafka": {**yaml_librdkafka, **librdkafka_from_env(environ)}}
-    init.update({k.lower(): v for k, v in (overrides or {}).items() if v is not None})
-
     directory = Path(secrets_dir) if secrets_dir else None
     if directory is None and environ.get("CONNECTOR_SECRETS_DIR"):
         directory = Path(environ["CONNECTOR_SECRETS_DIR"])
@@ -363,6 +394,14 @@ def load_settings(
         directory = DEFAULT_SECRETS_DIR
     if directory is not None and not directory.is_dir():
         raise ConfigError([f"secrets directory {directory}: does not exist"])
+
+    # pass-through properties: environment > secret files (e.g. ssl.key.password mounted
+    # from a Kubernetes Secret as LIBRDKAFKA_SSL_KEY_PASSWORD) > YAML
+    from_files = librdkafka_from_env(_secret_files(directory)) if directory else {}
+    init: dict[str, Any] = {
+        "librdkafka": {**yaml_librdkafka, **from_files, **librdkafka_from_env(environ)}
+    }
+    init.update({k.lower(): v for k, v in (overrides or {}).items() if v is not None})
 
     token = _yaml_values.set(yaml_values)
     try:

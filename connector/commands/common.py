@@ -25,10 +25,18 @@ def load_for_command(
 
 def setup_logging(settings: Settings) -> None:
     """Make the settings' secrets unprintable, then log as they say (each process once)."""
+    register_settings_secrets(settings)
+    configure_logging(settings.log_level, settings.log_format.value)
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Every secret the settings hold, for the log redaction: the secret settings and the
+    pass-through librdkafka properties that hold secrets."""
     for secret in (
         settings.learnosity_consumer_secret,
         settings.kafka_sasl_password,
         settings.schema_registry_password,
     ):
         register_secret(secret.get_secret_value())
-    configure_logging(settings.log_level, settings.log_format.value)
+    for value in settings.librdkafka_secrets():
+        register_secret(value)

@@ -281,6 +281,7 @@ def test_every_env_var_the_chart_sets_is_a_known_setting(scenarios: dict[str, Sc
         for scenario in scenarios.values()
         for name in secret_files(scenario)
         if name not in SECRET_SETTINGS | {"LEARNOSITY_CONSUMER_KEY"}
+        and not name.startswith(LIBRDKAFKA_PREFIX)  # secret pass-through properties
     ]
     assert not unknown, "the chart sets names the connector does not know:\n" + "\n".join(unknown)
 
@@ -370,6 +371,12 @@ def test_rendered_configuration_loads_in_the_connector(
         assert scenario.config[setting] == (
             str(value).lower() if isinstance(value, bool) else str(value)
         )
+    secret_props = kafka.get("librdkafkaSecrets", {})
+    for prop, key in secret_props.get("properties", {}).items():
+        # the file the pod reads holds the Secret's key (here a stand-in naming both)
+        expected = f"from-{secret_props['existingSecret']}-{key}"
+        assert settings.librdkafka[prop] == expected, prop
+        assert expected not in repr(settings)
     if name == "all-settings-values":  # typed, not just passed along as strings
         assert settings.learnosity_statuses == ["Completed", "Pending Scoring"]
         assert settings.learnosity_include_response_scores is True

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from connector.commands.common import register_settings_secrets
 from connector.errors import ConfigError
+from connector.observability.logs import redact
 from connector.settings import Delivery, StartFrom, librdkafka_from_env, load_settings
 
 REQUIRED = {"LEARNOSITY_CONSUMER_KEY": "key", "LEARNOSITY_CONSUMER_SECRET": "shh-1234"}
@@ -150,6 +152,20 @@ def test_secret_files_as_kubernetes_mounts_them(
         load_settings(secrets_dir=tmp_path / "nope")
 
 
+def test_pass_through_properties_from_secret_files(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "LIBRDKAFKA_SSL_KEY_PASSWORD").write_text("kp-from-file\n")
+    (secrets / "LIBRDKAFKA_LINGER_MS").write_text("55")
+    set_env(monkeypatch, LIBRDKAFKA_LINGER_MS="77")  # the environment wins over a file
+    settings = load_settings(secrets_dir=secrets)
+    assert settings.librdkafka["ssl.key.password"] == "kp-from-file"
+    assert settings.librdkafka["linger.ms"] == "77"
+    assert "kp-from-file" not in repr(settings)
+
+
 def test_dotenv_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("LEARNOSITY_CONSUMER_KEY=dot\nLEARNOSITY_CONSUMER_SECRET=env\n")
     assert load_settings().learnosity_consumer_key == "dot"
@@ -182,3 +198,21 @@ def test_kafka_client_config_carries_security(monkeypatch: pytest.MonkeyPatch) -
         "ssl.ca.location": "/ca.pem",
         "linger.ms": "7",
     }
+
+
+def test_secret_pass_through_properties_are_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(
+        monkeypatch,
+        LIBRDKAFKA_SSL_KEY_PASSWORD="kp-secret-77",
+        LIBRDKAFKA_SASL_OAUTHBEARER_CLIENT_SECRET="oauth-secret-88",
+        LIBRDKAFKA_LINGER_MS="7",
+    )
+    settings = load_settings()
+    config = settings.kafka_client_config()
+    assert config["ssl.key.password"] == "kp-secret-77"  # still handed to librdkafka
+    assert config["sasl.oauthbearer.client.secret"] == "oauth-secret-88"
+    shown = repr(settings)
+    assert "kp-secret-77" not in shown and "oauth-secret-88" not in shown
+    assert "'linger.ms': '7'" in shown  # what is not a secret stays visible
+    register_settings_secrets(settings)
+    assert redact("key kp-secret-77, oauth oauth-secret-88") == "key ***, oauth ***"
