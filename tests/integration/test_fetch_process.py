@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from connector.errors import FatalError, SourceFatalError
 from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess
 from connector.learnosity.fetcher import Fetched
 from connector.learnosity.paging import Step
+from connector.models import PreparedPage
 from connector.observability.metrics import Metrics
 from connector.settings import Settings, StartFrom
 from tests.support.connector_proc import wait_for
@@ -32,11 +34,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def settings_for(emulator: Emulator, **overrides: str) -> Settings:
-    env = {**emulator.env(), **overrides}
+    values: dict[str, Any] = {
+        key.lower(): value for key, value in {**emulator.env(), **overrides}.items()
+    }
     return Settings(
-        **{key.lower(): value for key, value in env.items()},
-        kafka_bootstrap_servers="unused:9092",
-        learnosity_poll_interval_seconds=0.2,
+        **values, kafka_bootstrap_servers="unused:9092", learnosity_poll_interval_seconds=0.2
     )
 
 
@@ -64,7 +66,7 @@ def start_fetch() -> Iterator[Callable[..., FetchProcess]]:
         process.join(5)
 
 
-def next_page(process: FetchProcess) -> Fetched:
+def next_page(process: FetchProcess) -> Fetched[PreparedPage]:
     item = process.get(timeout=20)
     assert item is not None, "no page within 20 s"
     assert item.error is None, item.error

@@ -17,7 +17,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from connector.emulator.faults import FaultConfig
 from connector.kafka.reader import Received, read_topic
 from dev.kafka_broker import KafkaBroker
-from tests.support.connector_proc import wait_for
+from tests.support.connector_proc import ConnectorProcess, wait_for
 from tests.support.murmur2 import java_partition
 from tests.support.pipeline import (
     Landed,
@@ -38,7 +38,7 @@ def assert_stream_is_clean(landed: Landed, partitions: int = 4) -> None:
             assert before["dt_updated"] <= after["dt_updated"], "events out of order"
     for message, event in zip(landed.messages, landed.events, strict=True):
         assert message.key == event["user_id"].encode()
-        assert message.partition == java_partition(message.key, partitions)
+        assert message.partition == java_partition(event["user_id"].encode(), partitions)
 
 
 def test_end_to_end_live_changes(make_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -89,10 +89,12 @@ def test_kill_9_mid_transaction_loses_and_duplicates_nothing(make_pipeline) -> N
         connector.wait_ready()
         pipeline.emulator.workload.step(200)
         fetched = connector.metric("learnosity_connector_records_fetched_total")
+
+        def fetched_more(c: ConnectorProcess = connector, f: float = fetched) -> bool:
+            return c.metric("learnosity_connector_records_fetched_total") > f
+
         wait_for(
-            lambda c=connector, f=fetched: (
-                c.metric("learnosity_connector_records_fetched_total") > f
-            ),
+            fetched_more,
             30,
             f"records fetched in round {round_}",
         )
@@ -187,6 +189,7 @@ def test_registry_encoding_read_by_confluents_deserializer(make_pipeline, schema
     context = SerializationContext(pipeline.topic, MessageField.VALUE)
     sessions = {s["session_id"]: s for s in pipeline.emulator.sessions()}
     for message in messages:
+        assert message.value is not None
         assert message.value[:1] == b"\x00"  # Confluent wire format: magic byte, schema id
         event = deserializer(message.value, context)
         assert content(event) == content(sessions[event["session_id"]])

@@ -23,7 +23,8 @@ def current_value_schema() -> dict[str, Any]:
     """The newest value schema file in avro/, parsed independently of connector.kafka."""
     files = sorted(AVRO_DIR.glob("*.v*.avsc"), key=lambda p: int(p.stem.rsplit(".v", 1)[1]))
     value_files = [p for p in files if "key" not in p.name]
-    return json.loads(value_files[-1].read_text())
+    schema: dict[str, Any] = json.loads(value_files[-1].read_text())
+    return schema
 
 
 def decode_single_object(data: bytes, schema: dict[str, Any]) -> dict[str, Any]:

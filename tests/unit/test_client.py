@@ -5,6 +5,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -53,11 +54,13 @@ class Observer:
         pass
 
 
-def ok(records: list[dict], token: str = "t1") -> httpx.Response:
+def ok(records: list[dict[str, Any]], token: str = "t1") -> httpx.Response:
     return httpx.Response(200, json={"meta": {"status": True, "next": token}, "data": records})
 
 
-def error(http: int, code: int, message: str = "m", headers: dict | None = None) -> httpx.Response:
+def error(
+    http: int, code: int, message: str = "m", headers: dict[str, str] | None = None
+) -> httpx.Response:
     meta = {"status": False, "code": code, "message": message}
     return httpx.Response(http, json={"meta": meta, "data": None}, headers=headers)
 
@@ -205,8 +208,8 @@ def test_the_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
             client.fetch({})
         except SourceFatalError as exc:
             failures.append(exc)
-    for exc in failures:
-        assert SECRET not in str(exc) and SECRET not in repr(exc)
+    for failure in failures:
+        assert SECRET not in str(failure) and SECRET not in repr(failure)
     assert SECRET not in repr(client)
     assert SECRET not in caplog.text
     assert SECRET not in repr(Credentials("k", SecretStr(SECRET), "d"))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.changes import ChangeDetector, SessionEntry, SessionState, fingerprint
-from connector.models import Change, ChangeKind
+from connector.models import Change, ChangeKind, ScoreRecord
 
 STATUSES = ["Incomplete", "Completed", "Pending Scoring", "Something New"]
 
@@ -28,7 +28,9 @@ def record(
     }
 
 
-def committed(detector: ChangeDetector, state: SessionState, records: list[Any]) -> list[Change]:
+def committed(
+    detector: ChangeDetector, state: SessionState, records: list[Any]
+) -> list[Change[ScoreRecord]]:
     """Detect one batch and commit it (apply its updates), as the runner does."""
     result = detector.detect(records, state)
     state.apply(result.updates)
@@ -91,7 +93,7 @@ def test_splitting_into_committed_batches_changes_nothing(
     whole = detector.detect(records, SessionState()).changes
     state = SessionState()
     bounds = sorted({0, len(records), *(c for c in cuts if c <= len(records))})
-    pieces: list[Change] = []
+    pieces: list[Change[ScoreRecord]] = []
     for start, end in itertools.pairwise(bounds):
         pieces += committed(detector, state, records[start:end])
     assert pieces == whole  # same kinds, previous states and event ids

@@ -28,7 +28,7 @@ class FakeClient:
         return answer
 
 
-def recs(*ids: str) -> tuple[dict, ...]:
+def recs(*ids: str) -> tuple[dict[str, Any], ...]:
     return tuple({"session_id": i} for i in ids)
 
 
@@ -38,7 +38,9 @@ def ids_only(page: Page) -> PreparedPage:
     return PreparedPage(records, (), len(page.records), None)
 
 
-def make(client: FakeClient, stop: threading.Event, cursor: str | None = None) -> Fetcher:
+def make(
+    client: FakeClient, stop: threading.Event, cursor: str | None = None
+) -> Fetcher[PreparedPage]:
     return Fetcher(
         client,  # type: ignore[arg-type]
         lambda token: Pager(Filters(), StartFrom("earliest"), cursor=token, limit=2),

@@ -6,6 +6,7 @@ import copy
 import random
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
@@ -126,13 +127,14 @@ def test_volatile_and_unknown_fields_are_ignored(
 
 def test_absent_null_and_empty_lists_are_the_same() -> None:
     bare = {"status": "Incomplete"}
+    variant: dict[str, Any]
     for variant in ({"subscores": None}, {"subscores": []}, {"score": None}):
         assert fingerprint({**bare, **variant}, False) == fingerprint(bare, False)
     for variant in ({"responses": None}, {"responses": []}):
         assert fingerprint({**bare, **variant}, True) == fingerprint(bare, True)
 
 
-MATTERING_EDITS = [
+MATTERING_EDITS: list[tuple[str, Callable[[dict[str, Any]], object]]] = [
     ("status", lambda r: r.update(status="Pending Scoring")),
     ("score", lambda r: r.update(score=38)),
     ("score to null", lambda r: r.update(score=None)),

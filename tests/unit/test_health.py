@@ -3,6 +3,7 @@
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 
 import pytest
 
@@ -74,7 +75,7 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 @pytest.fixture
-def server() -> HealthServer:
+def server() -> Iterator[HealthServer]:
     metrics = Metrics("v2025.2.LTS")
     srv = HealthServer(0, metrics, Health(), host="127.0.0.1").start()
     yield srv

@@ -1,6 +1,7 @@
 """The pager's rules: first request, next tokens, caught up, stalled cursor."""
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -11,7 +12,7 @@ from connector.settings import StartFrom
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def records(*ids: str) -> tuple[dict, ...]:
+def records(*ids: str) -> tuple[dict[str, Any], ...]:
     return tuple({"session_id": i} for i in ids)
 
 

@@ -49,7 +49,7 @@ def test_close_after_a_fatal_error_does_not_raise() -> None:
 
 def test_a_failed_delivery_aborts_the_transaction() -> None:
     producer = EventProducer({"bootstrap.servers": "127.0.0.1:1"}, transactional_id="t")
-    producer._on_delivery(KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "old epoch"), None)
+    producer._on_delivery(KafkaError(KafkaError.INVALID_PRODUCER_EPOCH, "old epoch"), None)  # type: ignore[arg-type]
     with pytest.raises(AbortableError, match="not delivered"):
         producer._raise_latched()
 
@@ -70,5 +70,5 @@ def test_a_bare_fatal_on_produce_names_the_fencing_behind_it() -> None:
 
 def test_close_after_an_undelivered_message_does_not_raise() -> None:
     producer = make(report_error=False)
-    producer._on_delivery(KafkaError(KafkaError._PURGE_QUEUE, "purged"), None)
+    producer._on_delivery(KafkaError(KafkaError._PURGE_QUEUE, "purged"), None)  # type: ignore[arg-type]
     producer.close()

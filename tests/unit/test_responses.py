@@ -1,6 +1,7 @@
 """Outcome classification of Data API responses."""
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,7 +18,7 @@ from connector.learnosity.responses import parse_response, retry_after_seconds
 from connector.models import Page
 
 
-def body(meta: dict, data: object = None) -> bytes:
+def body(meta: dict[str, Any], data: object = None) -> bytes:
     return json.dumps({"meta": meta, "data": data}).encode()
 
 
@@ -38,7 +39,7 @@ def test_an_empty_page_without_next() -> None:
     ("status", "meta"),
     [(429, {"status": False, "code": 42000}), (200, {"status": False, "code": 42000})],
 )
-def test_rate_limited_by_http_code_or_api_code(status: int, meta: dict) -> None:
+def test_rate_limited_by_http_code_or_api_code(status: int, meta: dict[str, Any]) -> None:
     with pytest.raises(RateLimitedError) as caught:
         parse_response(status, {"Retry-After": "3"}, body(meta))
     assert caught.value.retry_after == 3.0

@@ -19,7 +19,7 @@ from connector.errors import AbortableError, InvalidRecordError
 from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
 from connector.learnosity.fetcher import Fetched
 from connector.learnosity.paging import Step
-from connector.models import Page
+from connector.models import Page, PreparedPage
 from connector.observability.health import Health
 from connector.observability.metrics import Metrics
 from connector.runner import Runner
@@ -37,7 +37,7 @@ SETTINGS = Settings(
 class ScriptedFetcher:
     """Hands out prepared pages; records rewinds; sets ``stop`` when the script runs out."""
 
-    def __init__(self, pages: list[Fetched], stop: threading.Event) -> None:
+    def __init__(self, pages: list[Fetched[PreparedPage]], stop: threading.Event) -> None:
         self.pages = pages
         self.stop = stop
         self.generation = 0
@@ -46,7 +46,7 @@ class ScriptedFetcher:
     def start(self) -> None:
         pass
 
-    def get(self, timeout: float) -> Fetched | None:
+    def get(self, timeout: float) -> Fetched[PreparedPage] | None:
         if not self.pages:
             self.stop.set()
             return None
@@ -111,16 +111,17 @@ class Body:
         return (fields["session_id"].encode(),)
 
     def assemble(self, header: bytes, segments: tuple[bytes, ...], *decided: Any) -> bytes:
-        return header + segments[0] + b":" + decided[1].encode()
+        kind: str = decided[1]
+        return header + segments[0] + b":" + kind.encode()
 
 
-def page(token: str, *records: dict[str, Any], body: Body | None = None) -> Fetched:
+def page(token: str, *records: dict[str, Any], body: Body | None = None) -> Fetched[PreparedPage]:
     prepare = PagePreparer(include_responses=False, encode_body=(body or Body()).encode, source={})
     return Fetched(0, prepare(Page(tuple(records), token, limit=50)), Step.CAUGHT_UP, token)
 
 
 def run(
-    pages: list[Fetched],
+    pages: list[Fetched[PreparedPage]],
     producer: RecordingProducer,
     state: SessionState | None = None,
 ) -> tuple[Runner, ScriptedFetcher, Metrics]:
@@ -133,7 +134,7 @@ def run(
         encoder=Encoder(),  # type: ignore[arg-type]
         state=state if state is not None else SessionState(),
         cursor=StoredCursor(next_token="t0"),
-        make_fetcher=lambda cursor: fetcher,  # type: ignore[arg-type,return-value]
+        make_fetcher=lambda cursor: fetcher,
         metrics=metrics,
         health=Health(),
         stop=stop,

@@ -37,7 +37,7 @@ from connector.kafka.serde import (
     schema_versions,
     value_schema,
 )
-from connector.models import Change, ChangeKind, EventSource
+from connector.models import Change, ChangeKind, EventSource, ScoreRecord
 
 SOURCE = EventSource("learnosity-scores", "v2025.2.LTS", "0.1.0")
 OBSERVED = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
@@ -70,7 +70,7 @@ RECORD: dict[str, Any] = {
 }
 
 
-def change_of(record: dict[str, Any]) -> Change:
+def change_of(record: dict[str, Any]) -> Change[ScoreRecord]:
     (change,) = ChangeDetector(include_responses=True).detect([record], SessionState()).changes
     return change
 
@@ -512,7 +512,7 @@ def test_observed_at_is_exact_to_the_millisecond() -> None:
 
 
 # --- the body encoded in two steps (fetch side, then runner) ------------------------------------
-def two_step_bytes(change: Change, header: bytes) -> bytes:
+def two_step_bytes(change: Change[ScoreRecord], header: bytes) -> bytes:
     """What the runner publishes: the body encoded ahead, the decided fields filled in."""
     body = BodyEncoder()
     fields = record_fields(change.record, epoch_millis(OBSERVED), SOURCE)

@@ -20,7 +20,7 @@ from connector.changes import (
 from connector.changes.state import iter_encoded
 
 #: text that survives UTF-8 (JSON can carry lone surrogates; validation rejects them in ids)
-UTF8_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+UTF8_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 FINGERPRINTS = st.integers(0, 2**64 - 1)
 
 
@@ -72,7 +72,7 @@ def test_get_apply_forget() -> None:
 
 @given(st.lists(st.tuples(st.sampled_from("abcde"), FINGERPRINTS, UTF8_TEXT), max_size=40))
 def test_state_behaves_like_a_dict(entries: list[tuple[str, int, str]]) -> None:
-    state, model = SessionState(), {}
+    state, model = SessionState(), dict[str, SessionEntry]()
     for session_id, fp, status in entries:
         entry = SessionEntry(fp, status or "Completed") if fp % 5 else None
         state.restore_entry(session_id, entry)
