@@ -201,6 +201,9 @@ class FetchProcess:
                     self._hand_over(payload)
         except (EOFError, OSError):
             self._hand_over(None)
+        except Exception as exc:  # noqa: BLE001 - a bug here must stop the runner, not hang it
+            failure = FatalError(f"reading from the fetch process failed: {exc!r}"[:1000])
+            self._hand_over(Fetched(self._generation, None, None, None, failure))
 
     def _hand_over(self, item: Fetched[PreparedPage] | None) -> None:
         while not self._closing.is_set():
@@ -221,7 +224,7 @@ class FetchProcess:
 
 # --- the child's side --------------------------------------------------------------------
 class _Sender:
-    """One lock for the two threads that send (the pump and the client's observer)."""
+    """Sends whole messages: the lock keeps two threads' messages from interleaving."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -290,6 +293,11 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
                 fetcher.wait_to_poll()
     except (BrokenPipeError, EOFError, ConnectionResetError):
         pass  # the runner is gone or closed its end: stop quietly
+    except Exception as exc:  # a bug: send it so the runner stops with one clear line
+        with contextlib.suppress(OSError):
+            failure = FatalError(f"the fetch process failed: {exc!r}"[:1000])
+            send(("page", Fetched(fetcher.generation, None, None, None, failure)))
+        raise
     finally:
         stop.set()
         client.close()
