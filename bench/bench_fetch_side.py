@@ -31,32 +31,24 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python bench/bench_fetch_side.py` puts only bench/ there
     sys.path.insert(0, str(ROOT))
 
-from pydantic import SecretStr  # noqa: E402
 
 from bench.bench_pipeline import (  # noqa: E402
     API_VERSION,
     cpu_seconds,
     emulator_process,
     machine_lines,
+    own_client,
 )
 from connector.emulator.service import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET  # noqa: E402
 from connector.fetch_side import FetchPlan, FetchProcess  # noqa: E402
-from connector.learnosity.budget import RequestBudget  # noqa: E402
-from connector.learnosity.client import Credentials, DataApiClient  # noqa: E402
 from connector.learnosity.paging import Step  # noqa: E402
-from connector.learnosity.transport import HttpTransport  # noqa: E402
 from connector.observability.metrics import Metrics  # noqa: E402
 from connector.settings import Settings, StartFrom  # noqa: E402
 
 
 def client_only(url: str, emulator_pid: int) -> tuple[int, float, float, float]:
     """(records, wall s, CPU s of this process, emulator CPU s)."""
-    client = DataApiClient(
-        f"{url}/{API_VERSION}/sessions/scores",
-        Credentials(DEMO_CONSUMER_KEY, SecretStr(DEMO_CONSUMER_SECRET), "localhost"),
-        transport=HttpTransport(),
-        budget=RequestBudget(1_000_000),
-    )
+    client = own_client(url)
     params: dict[str, Any] = {"sort": "asc", "limit": 50}
     records = 0
     emulator, cpu, wall = cpu_seconds(emulator_pid), time.process_time(), time.perf_counter()

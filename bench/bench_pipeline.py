@@ -259,13 +259,18 @@ class Window:
 
 
 # --- 1. fetch only: the connector's Data API client alone ---------------------------------
-def fetch_only(url: str, sessions: int, pids: tuple[int | None, int | None]) -> Row:
-    client = DataApiClient(
+def own_client(url: str) -> DataApiClient:
+    """The connector's Data API client for the emulator at ``url``, budget unbounded."""
+    return DataApiClient(
         f"{url}/{API_VERSION}/sessions/scores",
         Credentials(DEMO_CONSUMER_KEY, SecretStr(DEMO_CONSUMER_SECRET), "localhost"),
         transport=HttpTransport(),
         budget=RequestBudget(1_000_000),
     )
+
+
+def fetch_only(url: str, sessions: int, pids: tuple[int | None, int | None]) -> Row:
+    client = own_client(url)
     records = 0
     window = Window(*pids)
     cpu = time.process_time()

@@ -61,23 +61,6 @@ def _opt_string(value: Any) -> bytes:
     return b"\x02" + (_V[n] if n < 128 else varint(n)) + data
 
 
-def _opt_double(value: Any) -> bytes:
-    if value is None:
-        return b"\x00"
-    kind = type(value)
-    if kind is float:
-        if value - value != 0.0:  # inf, nan
-            raise _Unusual
-    elif kind is not int or not -_SAFE_INT <= value <= _SAFE_INT:
-        raise _Unusual
-    return _pack_bd(2, value)
-
-
-def _nn(value: Any) -> Any:
-    """``fingerprint.normalize_number``: an integral float as the int."""
-    return int(value) if type(value) is float and value.is_integer() else value
-
-
 #: encoded ``items`` lists by content: a subscore's item references are the same for
 #: every learner of an activity, so a backfill writes each list once (bounded: cleared
 #: when full)
@@ -206,19 +189,13 @@ def _response(r: Any, fingerprinted: list[Any]) -> bytes:
         encoded_attempted = b"\x02\x00"
     else:
         raise _Unusual
-    score, max_score = get("score"), get("max_score")
-    encoded = b"".join(
-        (
-            _opt_string(response_id := get("response_id")),
-            _opt_double(score),
-            _opt_double(max_score),
-            encoded_attempted,
-            _opt_string(get("dt_score_updated")),
-            _opt_string(extra_fields_json(r, RESPONSE_FIELDS)),
-        )
-    )
-    fingerprinted.append([response_id, _nn(score), _nn(max_score), attempted])
-    return encoded
+    out = bytearray(_opt_string(response_id := get("response_id")))
+    score, max_score = _opt_doubles_into(out, get, ("score", "max_score"))
+    out += encoded_attempted
+    out += _opt_string(get("dt_score_updated"))
+    out += _opt_string(extra_fields_json(r, RESPONSE_FIELDS))
+    fingerprinted.append([response_id, score, max_score, attempted])
+    return bytes(out)
 
 
 def _count(n: int) -> bytes:

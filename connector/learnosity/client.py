@@ -135,13 +135,21 @@ class DataApiClient:
     def __repr__(self) -> str:  # never the credentials
         return f"DataApiClient({self.endpoint_url!r})"
 
-    def fetch_once(self, params: dict[str, Any]) -> Page:
-        """One attempt: wait for the budget, sign, send, classify."""
+    def _signed(self, params: dict[str, Any]) -> dict[str, str]:
+        """The request's form, once the budget allows one more request."""
         waited = self._budget.acquire()
         if waited:
             self._observer.budget_waited(waited)
         creds = self._credentials
-        form = signed_form(creds.consumer_key, creds.consumer_secret, creds.domain, dict(params))
+        return signed_form(creds.consumer_key, creds.consumer_secret, creds.domain, dict(params))
+
+    def _limit(self, params: dict[str, Any]) -> int:
+        """The page size to ask for: the caller's, within what the service accepted."""
+        return min(int(params.get("limit", MAX_LIMIT)), self.limit_ceiling)
+
+    def fetch_once(self, params: dict[str, Any]) -> Page:
+        """One attempt: wait for the budget, sign, send, classify."""
+        form = self._signed(params)
         started = self._clock()
         outcome = "transient"
         try:
@@ -162,13 +170,8 @@ class DataApiClient:
     def begin(self, params: dict[str, Any]) -> PendingPage | None:
         """Send the request for ``params`` now; ``finish`` returns its page. None where
         the transport cannot pipeline (then ``fetch`` as usual)."""
-        limit = min(int(params.get("limit", MAX_LIMIT)), self.limit_ceiling)
-        params = {**params, "limit": limit}
-        waited = self._budget.acquire()
-        if waited:
-            self._observer.budget_waited(waited)
-        creds = self._credentials
-        form = signed_form(creds.consumer_key, creds.consumer_secret, creds.domain, dict(params))
+        params = {**params, "limit": self._limit(params)}
+        form = self._signed(params)
         started = self._clock()
         sent = self._transport.send_form(self.endpoint_url, form, self._headers)
         return PendingPage(params, started, sent) if sent is not None else None
@@ -200,7 +203,7 @@ class DataApiClient:
 
     def fetch(self, params: dict[str, Any], *, max_attempts: int | None = None) -> Page:
         """Fetch one page, retrying what can be retried. ``max_attempts`` bounds transients."""
-        limit = min(int(params.get("limit", MAX_LIMIT)), self.limit_ceiling)
+        limit = self._limit(params)
         transient_failures = 0
         while True:
             try:
