@@ -2,11 +2,15 @@
 
 In memory (``SessionState``) one session costs about 115 bytes allocated, 140-160 bytes
 resident, at a million sessions (``bench/bench_detect_encode.py``), because it keeps no
-strings: a dict from a 64-bit BLAKE2b digest of the session id to one int packing
+strings: a dict from the session id's 64-bit ``hash()`` to one int packing
 ``fingerprint << 16 | status code``. Known statuses have fixed codes; others get codes
-as they are first seen (statuses are few). Two session ids sharing a 64-bit digest (odds
-about 3e-8 at a million sessions) would share one entry: the effect is extra events
-with a wrong ``change``/``previous_status``, never a lost one.
+as they are first seen (statuses are few). ``hash()`` differs between processes (it is
+seeded per process), which is fine: the keys never leave the process that restored
+them, and a str caches its hash, so the lookup and the apply of one record hash it
+once, for a tenth of a keyed digest's cost. Two session ids sharing a 64-bit hash (odds
+about 3e-8 at a million sessions, and a different pair in each process) would share one
+entry: the effect is extra events with a wrong ``change``/``previous_status``, never a
+lost one.
 
 State topic entry (one per session, written by the runner in the same transaction as
 the events it accounts for; compaction keeps the latest):
@@ -19,7 +23,6 @@ The cursor shares the topic under the key ``b"cursor"`` (connector.kafka.state_t
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from typing import Final, NamedTuple
 
@@ -72,9 +75,8 @@ class StatusCodes:
 
 
 def session_key(session_id: str) -> int:
-    """The in-memory key of a session: 64 bits of BLAKE2b (no str kept: it costs ~90 B)."""
-    digest = hashlib.blake2b(session_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    """The in-memory key of a session: its 64-bit ``hash()`` (no str kept: it costs ~90 B)."""
+    return hash(session_id)
 
 
 class SessionState:
@@ -110,16 +112,16 @@ class SessionState:
         """``restore_entry(*decode_entry(key, value))``, faster: the restore's inner loop.
 
         The same checks and the same errors (anything unusual goes through
-        ``decode_entry``), but an ASCII session id is hashed straight from the key bytes
-        (``session_key`` hashes the same UTF-8 bytes) and a status seen before is looked
-        up by its bytes, so no str, no ``SessionEntry`` and no re-encoding per entry.
+        ``decode_entry``), but an ASCII session id is decoded without the UTF-8 checks
+        and a status seen before is looked up by its bytes, so no ``SessionEntry`` and no
+        re-encoding per entry.
         """
         if not key.startswith(SESSION_KEY_PREFIX) or not key.isascii():
             self.restore_entry(*decode_entry(key, value))
             return
-        digest = hashlib.blake2b(key[_PREFIX_LEN:], digest_size=8).digest()
+        packed_key = session_key(key[_PREFIX_LEN:].decode("ascii"))
         if value is None:
-            self._packed.pop(int.from_bytes(digest, "big"), None)
+            self._packed.pop(packed_key, None)
             return
         if len(value) < _MIN_VALUE_LEN or value[0] != ENTRY_FORMAT_V1:
             decode_entry(key, value)  # raises the precise StateEntryError
@@ -132,7 +134,7 @@ class SessionState:
             if len(self._raw_codes) < _MAX_RAW_CODES:
                 self._raw_codes[raw_status] = code
         fingerprint = int.from_bytes(value[1:_MIN_VALUE_LEN], "big")
-        self._packed[int.from_bytes(digest, "big")] = (fingerprint << STATUS_BITS) | code
+        self._packed[packed_key] = (fingerprint << STATUS_BITS) | code
 
     def __len__(self) -> int:
         return len(self._packed)

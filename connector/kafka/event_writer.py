@@ -61,11 +61,14 @@ def _opt_string(value: Any) -> bytes:
     return b"\x02" + (_V[n] if n < 128 else varint(n)) + data
 
 
-#: encoded ``items`` lists by content: a subscore's item references are the same for
-#: every learner of an activity, so a backfill writes each list once (bounded: cleared
-#: when full)
+#: A subscore's ``id``, ``title``, ``num_questions`` and ``items`` are the same for every
+#: learner of an activity, so a backfill writes each once: these caches hold the encoded
+#: bytes by content (each bounded: cleared when full). The heads' key holds
+#: ``num_questions``' type too: ``True``, ``1`` and ``1.0`` are equal keys, and only an
+#: int is written here.
 _items_written: dict[tuple[Any, ...], bytes] = {}
-ITEMS_CACHE_SIZE: Final = 20_000
+_heads_written: dict[tuple[Any, ...], bytes] = {}
+CACHE_SIZE: Final = 20_000
 
 
 def _items(items: Any) -> bytes:
@@ -79,10 +82,29 @@ def _items(items: Any) -> bytes:
     written = _items_written.get(key)
     if written is None:
         written = _write_items(items)  # only lists of str get here and into the cache
-        if len(_items_written) >= ITEMS_CACHE_SIZE:
+        if len(_items_written) >= CACHE_SIZE:
             _items_written.clear()
         _items_written[key] = written
     return written
+
+
+def _write_head(subscore_id: Any, title: Any, questions: Any) -> bytes:
+    """``id``, ``title`` and ``num_questions`` of a subscore (its first three fields)."""
+    out = bytearray(_opt_string(subscore_id))
+    out += _opt_string(title)
+    _opt_long_into(out, questions)
+    return bytes(out)
+
+
+def _opt_long_into(out: bytearray, v: Any) -> None:
+    if v is None:
+        out += b"\x00"
+    elif type(v) is int and _LONG_MIN <= v <= _LONG_MAX:
+        z = (v << 1) ^ (v >> 63)
+        out += b"\x02"
+        out += _V[z] if z < 128 else varint(z)
+    else:
+        raise _Unusual  # a float count (20.0) is fine, but the precise path maps it
 
 
 def _write_items(items: list[Any]) -> bytes:
@@ -105,20 +127,17 @@ def _subscore(s: Any, fingerprinted: list[Any]) -> bytes:
     if type(s) is not dict:
         raise _Unusual
     get = s.get
-    out = bytearray()
-    strings = _opt_strings_into(out, get, ("id", "title"))
-    counts = []
-    for name in ("num_questions", "num_attempted"):
-        v = get(name)
-        if v is None:
-            out += b"\x00"
-        elif type(v) is int and _LONG_MIN <= v <= _LONG_MAX:
-            z = (v << 1) ^ (v >> 63)
-            out += b"\x02"
-            out += _V[z] if z < 128 else varint(z)
-        else:
-            raise _Unusual  # a float count (20.0) is fine, but the precise path maps it
-        counts.append(v)
+    subscore_id, title, questions = get("id"), get("title"), get("num_questions")
+    key = (subscore_id, title, questions, type(questions))  # TypeError if unhashable
+    head = _heads_written.get(key)
+    if head is None:
+        head = _write_head(subscore_id, title, questions)
+        if len(_heads_written) >= CACHE_SIZE:
+            _heads_written.clear()
+        _heads_written[key] = head
+    out = bytearray(head)
+    attempted = get("num_attempted")
+    _opt_long_into(out, attempted)
     numbers = _opt_doubles_into(out, get, ("score", "max_score", "attempted_max_score"))
     items = get("items")
     out += _items(items)
@@ -127,7 +146,7 @@ def _subscore(s: Any, fingerprinted: list[Any]) -> bytes:
         if SUBSCORE_FIELDS.issuperset(s)
         else _opt_string(extra_fields_json(s, SUBSCORE_FIELDS))
     )
-    fingerprinted.append([*strings, *counts, *numbers, items])
+    fingerprinted.append([subscore_id, title, questions, attempted, *numbers, items])
     return bytes(out)
 
 

@@ -145,13 +145,24 @@ def test_a_prepared_page_pickles_back_to_the_same_page() -> None:
     assert back.records[0].fingerprint == page.records[0].fingerprint
 
 
-def test_item_lists_are_written_once_and_the_cache_stays_bounded(
+def test_subscore_heads_and_item_lists_are_written_once_and_the_caches_stay_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(event_writer, "ITEMS_CACHE_SIZE", 3)
+    monkeypatch.setattr(event_writer, "CACHE_SIZE", 3)
     monkeypatch.setattr(event_writer, "_items_written", {})
+    monkeypatch.setattr(event_writer, "_heads_written", {})
     for n in range(10):
-        record = documented_record(subscores=[{"items": [f"item-{n}", "shared"]}])
+        subscore = {"id": f"s-{n}", "title": "T", "num_questions": n, "items": [f"i-{n}", "x"]}
+        record = documented_record(subscores=[subscore])
         assert fast(record) == precise(record)
-        assert fast(record) == precise(record)  # the second time from the cache
+        assert fast(record) == precise(record)  # the second time from the caches
         assert len(event_writer._items_written) <= 3
+        assert len(event_writer._heads_written) <= 3
+
+
+@pytest.mark.parametrize("questions", [True, 1.0])
+def test_a_cached_head_is_not_taken_for_an_equal_count_of_another_type(questions: Any) -> None:
+    ordinary = documented_record(subscores=[{"id": "s", "title": "T", "num_questions": 1}])
+    unusual = documented_record(subscores=[{"id": "s", "title": "T", "num_questions": questions}])
+    assert fast(ordinary) == precise(ordinary)  # caches the head of num_questions 1
+    assert fast(unusual) is None  # the precise path decides (bool refused, 1.0 mapped)
