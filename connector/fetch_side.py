@@ -15,7 +15,15 @@ with the same interface (``start``/``get``/``rewind``/``join``/``generation``).
 
 A reader thread in the runner's process drains the pipe into a queue of ``PAGES_AHEAD``
 pages, so the child goes on while the runner commits; when that queue is full the pipe
-fills and blocks the child, so memory stays bounded. The child ignores SIGINT/SIGTERM
+fills and blocks the child, so memory stays bounded.
+
+The two processes share the preparing. In a backfill the child would be the slower one
+(preparing is most of a record's cost), and the runner would wait for pages between its
+commits. So when fewer than ``HAND_RAW_BELOW`` pages wait in the runner's queue (the
+child shares that count through shared memory), the child hands the next page over as
+it was fetched (its records as JSON: a tenth of the cost of preparing them) and the
+runner prepares it itself, with the same ``PagePreparer``. The queue's length steers
+it: a runner that falls behind gets prepared pages again. The child ignores SIGINT/SIGTERM
 (the runner decides when to stop) and dies with its parent (``PR_SET_PDEATHSIG``), so a
 ``kill -9`` of the connector leaves no orphan polling the Data API.
 """
@@ -32,12 +40,13 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from connector import __version__
+from connector import __version__, fastjson
 from connector.changes.event import source_fields
 from connector.changes.prepare import PagePreparer
 from connector.commands.common import setup_logging
@@ -48,7 +57,7 @@ from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import ApiObserver, DataApiClient
 from connector.learnosity.fetcher import Fetched, Fetcher
 from connector.learnosity.paging import Pager, Step
-from connector.models import EventSource, PreparedPage
+from connector.models import EventSource, Page, PreparedPage
 from connector.settings import Settings, StartFrom
 
 log = logging.getLogger(__name__)
@@ -58,6 +67,8 @@ OBSERVER_CALLS: Final = frozenset(("request_finished", "retrying", "budget_waite
 #: pages received ahead of the runner (about 1.5 MB of prepared records at 50 a page):
 #: enough for the child to keep fetching through a commit
 PAGES_AHEAD: Final = 40
+#: the child hands pages over unprepared while fewer than this many wait in the runner
+HAND_RAW_BELOW: Final = 2
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -87,9 +98,15 @@ class FetchPlan:
         )
 
     def build(
-        self, cursor: str | None, *, observer: ApiObserver, stop: threading.Event
-    ) -> tuple[Fetcher[PreparedPage], DataApiClient]:
-        """A fetcher (its thread not started) that prepares each page, and its client."""
+        self,
+        cursor: str | None,
+        *,
+        observer: ApiObserver,
+        stop: threading.Event,
+        hand_raw: Callable[[], bool] = lambda: False,
+    ) -> tuple[Fetcher[PreparedPage | RawPage], DataApiClient]:
+        """A fetcher (its thread not started) that prepares each page, or hands it over
+        raw while ``hand_raw()`` says so; and its client."""
         client = DataApiClient.from_settings(self.settings, observer=observer, stop=stop)
         fetcher = Fetcher(
             client,
@@ -97,7 +114,7 @@ class FetchPlan:
             cursor,
             poll_interval=self.settings.learnosity_poll_interval_seconds,
             stop=stop,
-            prepare=self.preparer(),
+            prepare=_SharedPreparing(self.preparer(), hand_raw),
             pipeline=True,
             on_stall=lambda p: log.warning(
                 "stalled cursor: the same token and records came back",
@@ -105,6 +122,32 @@ class FetchPlan:
             ),
         )
         return fetcher, client
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """A page handed over unprepared: its records as JSON (the runner prepares them)."""
+
+    records_json: bytes
+
+    def page(self) -> Page:
+        return Page(tuple(fastjson.loads(self.records_json)), None)
+
+
+class _SharedPreparing:
+    """The child's ``prepare``: the page prepared, or raw while ``hand_raw()`` says so."""
+
+    def __init__(self, preparer: PagePreparer, hand_raw: Callable[[], bool]) -> None:
+        self._preparer = preparer
+        self._hand_raw = hand_raw
+
+    def __call__(self, page: Page) -> PreparedPage | RawPage:
+        if self._hand_raw():
+            try:  # decoded JSON always encodes again, exactly; if not, prepare it here
+                return RawPage(fastjson.dumps(page.records))
+            except TypeError:
+                pass
+        return self._preparer(page)
 
 
 # --- the runner's side -------------------------------------------------------------------
@@ -122,9 +165,12 @@ class FetchProcess:
         context = multiprocessing.get_context("spawn")  # no fork: librdkafka has threads
         self._conn, child_conn = context.Pipe(duplex=True)
         self._child_conn: Connection | None = child_conn
+        #: how many pages wait in ``_pages``, for the child to read (``HAND_RAW_BELOW``)
+        self._backlog = context.RawValue(ctypes.c_int, 0)
+        self._preparer = plan.preparer()  # for the pages the child hands over raw
         self._process = context.Process(
             target=child_main,
-            args=(child_conn, plan, cursor),
+            args=(child_conn, plan, cursor, self._backlog),
             name="learnosity-fetch",
             daemon=True,
         )
@@ -133,7 +179,7 @@ class FetchProcess:
         self._generation = 0
         # a reader thread keeps the pipe drained into this queue, so the child goes on
         # fetching while the runner commits; None stands for "the child is gone"
-        self._pages: queue.Queue[Fetched[PreparedPage] | None] = queue.Queue(PAGES_AHEAD)
+        self._pages: queue.Queue[Fetched[PreparedPage | RawPage] | None] = queue.Queue(PAGES_AHEAD)
         self._closing = threading.Event()
         self._reader = threading.Thread(target=self._read, name="fetch-reader", daemon=True)
 
@@ -165,11 +211,24 @@ class FetchProcess:
                 item = self._pages.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 return None
+            self._backlog.value = self._pages.qsize()
             if item is None:  # the child is gone; later calls must see that too
                 self._pages.put_nowait(None)
                 return self._exited()
             if item.generation == self._generation:
-                return item
+                return self._prepared(item)
+
+    def _prepared(self, item: Fetched[PreparedPage | RawPage]) -> Fetched[PreparedPage]:
+        """``item`` with its page prepared here if the child handed it over raw."""
+        page = item.page
+        if not isinstance(page, RawPage):
+            return cast("Fetched[PreparedPage]", item)  # prepared, or none (an error)
+        try:
+            prepared = self._preparer(page.page())
+        except Exception as exc:  # noqa: BLE001 - a bug must stop the runner with one line
+            failure = FatalError(f"preparing a page failed: {exc!r}"[:1000])
+            return Fetched(item.generation, None, None, None, failure)
+        return Fetched(item.generation, prepared, item.step, item.cursor, item.error)
 
     def rewind(self, cursor: str | None) -> None:
         self._generation += 1
@@ -205,10 +264,11 @@ class FetchProcess:
             failure = FatalError(f"reading from the fetch process failed: {exc!r}"[:1000])
             self._hand_over(Fetched(self._generation, None, None, None, failure))
 
-    def _hand_over(self, item: Fetched[PreparedPage] | None) -> None:
+    def _hand_over(self, item: Fetched[PreparedPage | RawPage] | None) -> None:
         while not self._closing.is_set():
             try:
                 self._pages.put(item, timeout=0.2)
+                self._backlog.value = self._pages.qsize()
                 return
             except queue.Full:
                 continue
@@ -257,7 +317,9 @@ def die_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
+def child_main(
+    conn: Connection, plan: FetchPlan, cursor: str | None, backlog: ctypes.c_int | None = None
+) -> None:
     """The fetch process: fetch, prepare and send, one page after another, in this
     thread; a listener thread takes the runner's rewinds and stop.
 
@@ -273,7 +335,12 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
     setup_logging(plan.settings)
     stop = threading.Event()
     send = _Sender(conn)
-    fetcher, client = plan.build(cursor, observer=_ForwardingObserver(send), stop=stop)
+    fetcher, client = plan.build(
+        cursor,
+        observer=_ForwardingObserver(send),
+        stop=stop,
+        hand_raw=(lambda: backlog.value < HAND_RAW_BELOW) if backlog is not None else _never,
+    )
     listener = threading.Thread(
         target=_listen, args=(conn, fetcher, stop), name="control", daemon=True
     )
@@ -303,7 +370,13 @@ def child_main(conn: Connection, plan: FetchPlan, cursor: str | None) -> None:
         client.close()
 
 
-def _listen(conn: Connection, fetcher: Fetcher[PreparedPage], stop: threading.Event) -> None:
+def _never() -> bool:
+    return False
+
+
+def _listen(
+    conn: Connection, fetcher: Fetcher[PreparedPage | RawPage], stop: threading.Event
+) -> None:
     """The runner's messages: rewinds (applied between requests), then stop."""
     try:
         while True:
@@ -318,7 +391,7 @@ def _listen(conn: Connection, fetcher: Fetcher[PreparedPage], stop: threading.Ev
     fetcher.wake()
 
 
-def _picklable(item: Fetched[PreparedPage]) -> Fetched[PreparedPage]:
+def _picklable(item: Fetched[PreparedPage | RawPage]) -> Fetched[PreparedPage | RawPage]:
     """An unexpected exception becomes a FatalError naming it (it may not pickle)."""
     error = item.error
     if error is None or isinstance(error, ConnectorError):

@@ -21,7 +21,7 @@ import pytest
 
 from connector.emulator import Emulator
 from connector.errors import FatalError, SourceFatalError
-from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess
+from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess, RawPage
 from connector.learnosity.fetcher import Fetched
 from connector.learnosity.paging import Step
 from connector.models import PreparedPage
@@ -149,6 +149,11 @@ def test_the_child_fetches_ahead_while_the_runner_is_busy(
         what=f"{PAGES_AHEAD} pages fetched ahead",
     )
     assert process.pages_ahead == PAGES_AHEAD
+    # the first page found the runner waiting, so the child handed it over raw; by the
+    # last, pages were piling up in the runner, so the child prepared it (the pipe holds
+    # two pages at most: the child saw at least 37 waiting)
+    piled = [item.page for item in list(process._pages.queue) if item is not None]
+    assert isinstance(piled[0], RawPage) and isinstance(piled[-1], PreparedPage)
     assert sorted(read_to_end(process)) == sorted(s["session_id"] for s in emulator.sessions())
 
 
