@@ -131,6 +131,7 @@ class RawPage:
     records_json: bytes
 
     def page(self) -> Page:
+        """The page as far as preparing reads it: its records (not its cursor)."""
         return Page(tuple(fastjson.loads(self.records_json)), None)
 
 

@@ -3,7 +3,8 @@
     restore   init_transactions (fences older instances, ends their open transactions),
               then read the state topic back: fingerprints and the committed cursor
     fetch     the fetch process pages through the Data API ahead of us and prepares
-              each page: validation, fingerprints, event bodies (connector.fetch_side)
+              each page: validation, fingerprints, event bodies (connector.fetch_side;
+              while we wait for pages it hands them over raw and ``get`` prepares them)
     decide    each page against committed state + this batch's pending updates (pure)
     produce   events and dead letters into the open transaction
     commit    once per commit interval, when caught up, or when the batch is large:
