@@ -337,7 +337,9 @@ def baseline_worker(url: str, bootstrap: str, topic: str) -> None:
                 "undelivered": left,
                 "wall": wall,
                 "cpu": usage.ru_utime + usage.ru_stime,
-                "peak_rss": usage.ru_maxrss * 1024,
+                # not ru_maxrss: Linux carries it across exec, so it would be this
+                # bench's own peak when it started the worker
+                "peak_rss": peak_rss(os.getpid()),
             }
         ),
         flush=True,

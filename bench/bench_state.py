@@ -26,7 +26,6 @@ import gc
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -43,7 +42,7 @@ if str(ROOT) not in sys.path:  # `python bench/bench_state.py` puts only bench/ 
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 
-from bench.bench_pipeline import kafka_broker, machine_lines, rss  # noqa: E402
+from bench.bench_pipeline import kafka_broker, machine_lines, peak_rss, rss  # noqa: E402
 from connector.changes.state import (  # noqa: E402
     KNOWN_STATUSES,
     SessionEntry,
@@ -232,7 +231,9 @@ def restore_worker(bootstrap: str, name: str) -> dict[str, Any]:
 
 
 def _rss_fields() -> dict[str, int]:
-    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a worker
+    # would report this bench's own peak at the fork (it holds the entries it wrote)
+    return {"peak_rss": peak_rss(os.getpid())}
 
 
 def restore(count: int) -> None:
