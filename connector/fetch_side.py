@@ -23,9 +23,11 @@ commits. So when fewer than ``HAND_RAW_BELOW`` pages wait in the runner's queue 
 child shares that count through shared memory), the child hands the next page over as
 it was fetched (its records as JSON: a tenth of the cost of preparing them) and the
 runner prepares it itself, with the same ``PagePreparer``. The queue's length steers
-it: a runner that falls behind gets prepared pages again. The child ignores SIGINT/SIGTERM
-(the runner decides when to stop) and dies with its parent (``PR_SET_PDEATHSIG``), so a
-``kill -9`` of the connector leaves no orphan polling the Data API.
+it: a runner that falls behind gets prepared pages again.
+
+The child ignores SIGINT/SIGTERM (the runner decides when to stop) and dies with its
+parent (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the connector leaves no orphan polling
+the Data API.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ log = logging.getLogger(__name__)
 
 #: the observer calls the child forwards (``ApiObserver``'s methods, nothing else)
 OBSERVER_CALLS: Final = frozenset(("request_finished", "retrying", "budget_waited"))
-#: pages received ahead of the runner (about 1.5 MB of prepared records at 50 a page):
+#: pages received ahead of the runner (at most about 2 MB at 50 records a page):
 #: enough for the child to keep fetching through a commit
 PAGES_AHEAD: Final = 40
 #: the child hands pages over unprepared while fewer than this many wait in the runner
