@@ -3,6 +3,9 @@ the precise path, on the same emulator pages, in this process.
 
     precise    validate + record_fields + BodyEncoder.encode + fingerprint (the baseline)
     one-pass   kafka.event_writer.RawEventWriter, as the fetch process runs it
+    hand raw   what the fetch process does instead when the runner waits for pages:
+               the records written as JSON (``fetch_side.RawPage``)
+    take raw   what the runner then does before preparing: that JSON read back
 CPU time per record, best of ``--repeat`` passes over every page (no I/O is timed).
 
     .venv/bin/python bench/bench_prepare.py                 # 10k records, best of 7
@@ -18,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
 
 # only `connector` is imported (installed editable), so PYTHONPATH=<copy> takes the copy
+from connector import fastjson
 from connector.changes.event import source_fields
 from connector.changes.prepare import PagePreparer
 from connector.emulator import Emulator, EmulatorConfig, WorkloadConfig
+from connector.fetch_side import RawPage
 from connector.gc_tuning import tune_gc
 from connector.kafka import event_writer
 from connector.kafka.serde import BodyEncoder
@@ -77,12 +83,18 @@ def main() -> None:
         f"{count:,} emulator records in {len(pages)} pages; CPU us per record, best of "
         f"{args.repeat}"
     )
-    for name, prepare in (("precise", precise), ("one-pass", one_pass)):
+    raw = [RawPage(fastjson.dumps(page.records)) for page in pages]
+    steps: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("precise", lambda: [precise(page) for page in pages]),
+        ("one-pass", lambda: [one_pass(page) for page in pages]),
+        ("hand raw", lambda: [RawPage(fastjson.dumps(page.records)) for page in pages]),
+        ("take raw", lambda: [page.page() for page in raw]),
+    )
+    for name, step in steps:
         best = float("inf")
         for _ in range(args.repeat):
             started = time.process_time()
-            for page in pages:
-                prepare(page)
+            step()
             best = min(best, time.process_time() - started)
         print(f"{name:<10} {1e6 * best / count:6.2f}")
 

@@ -105,7 +105,7 @@ class FetchPlan:
         *,
         observer: ApiObserver,
         stop: threading.Event,
-        hand_raw: Callable[[], bool] = lambda: False,
+        hand_raw: Callable[[], bool],
     ) -> tuple[Fetcher[PreparedPage | RawPage], DataApiClient]:
         """A fetcher (its thread not started) that prepares each page, or hands it over
         raw while ``hand_raw()`` says so; and its client."""
@@ -321,7 +321,7 @@ def die_with_parent() -> None:
 
 
 def child_main(
-    conn: Connection, plan: FetchPlan, cursor: str | None, backlog: ctypes.c_int | None = None
+    conn: Connection, plan: FetchPlan, cursor: str | None, backlog: ctypes.c_int
 ) -> None:
     """The fetch process: fetch, prepare and send, one page after another, in this
     thread; a listener thread takes the runner's rewinds and stop.
@@ -342,7 +342,7 @@ def child_main(
         cursor,
         observer=_ForwardingObserver(send),
         stop=stop,
-        hand_raw=(lambda: backlog.value < HAND_RAW_BELOW) if backlog is not None else _never,
+        hand_raw=lambda: backlog.value < HAND_RAW_BELOW,
     )
     listener = threading.Thread(
         target=_listen, args=(conn, fetcher, stop), name="control", daemon=True
@@ -371,10 +371,6 @@ def child_main(
     finally:
         stop.set()
         client.close()
-
-
-def _never() -> bool:
-    return False
 
 
 def _listen(

@@ -181,12 +181,9 @@ class Fetcher(Generic[P]):
         while not self._stop.is_set():
             item = self.fetch_one()
             if item is None:
-                if self._stop.is_set():
-                    return
-                continue
-            if not self._put(item) or item.error is not None:
-                if item.error is not None:
-                    return
-                continue
-            if item.step is not Step.MORE:
+                continue  # stopping (the loop ends), or rewound mid-request
+            handed_over = self._put(item)
+            if item.error is not None:
+                return  # handed to the runner, which raises it
+            if handed_over and item.step is not Step.MORE:
                 self.wait_to_poll()
