@@ -54,6 +54,8 @@ class ScoreRecord:
     status: str
     #: the record exactly as the Data API returned it (for the event and for dead letters)
     raw: RawRecord = field(compare=False, repr=False)
+    #: its updated time in ms since the epoch; -1 when it has none
+    updated_ms: int = -1
 
 
 class PreparedRecord(NamedTuple):
@@ -70,6 +72,8 @@ class PreparedRecord(NamedTuple):
     fingerprint: int
     #: the event's Avro body without its decided fields (``kafka.serde.BodyEncoder``)
     body: tuple[bytes, ...]
+    #: its updated time in ms since the epoch; -1 when it has none
+    updated_ms: int = -1
 
 
 class DecidableRecord(Protocol):
@@ -83,6 +87,9 @@ class DecidableRecord(Protocol):
 
     @property
     def status(self) -> str: ...
+
+    @property
+    def updated_ms(self) -> int: ...
 
 
 R = TypeVar("R", bound=DecidableRecord)

@@ -1,24 +1,25 @@
 """The connector's loop, and the only place that orders side effects.
 
     restore   init_transactions (fences older instances, ends their open transactions),
-              then read the state topic back: fingerprints and the committed cursor
-    fetch     the fetch process pages through the Data API ahead of us and prepares
-              each page: validation, fingerprints, event bodies (connector.fetch_side;
-              while we wait for pages it hands them over raw and ``get`` prepares them)
+              then read the state topic back into a ``Checkpoint``: session states and
+              lanes (the live tail and any unfinished slices)
+    fetch     the fetch process pages through the Data API ahead of us, many lanes at
+              once (``catchup.crawl``), and prepares each page: validation, fingerprints,
+              event bodies (connector.fetch_side)
     decide    each page against committed state + this batch's pending updates (pure)
     produce   events and dead letters into the open transaction
-    commit    once per commit interval, when caught up, or when the batch is large:
-              the batch's fingerprint entries and the cursor go into the same
-              transaction, which is then committed
-    apply     only after a successful commit do the in-memory state and cursor change
+    commit    once per commit interval, when the tail is caught up, or when the batch is
+              large: the batch's session entries and lanes go into the same transaction,
+              which is then committed
+    apply     only after a successful commit does the checkpoint change
 
 A failure between produce and commit leaves an open transaction that the broker aborts
-(or the next instance's init_transactions does): the next run re-reads from the last
-committed cursor and decides again against the last committed fingerprints. Nothing is
-lost and, for ``read_committed`` consumers, nothing is duplicated.
+(or the next instance's init_transactions does): the next run re-reads every lane from
+its committed cursor and decides again against the last committed session states.
+Nothing is lost and, for ``read_committed`` consumers, nothing is duplicated.
 
-Errors by recovery action: RetriableError/AbortableError → abort, rewind the fetcher
-to the committed cursor, go on; FatalError → stop with one clear line (exit 1).
+Errors by recovery action: RetriableError/AbortableError → abort, rewind the fetch side
+to the committed lanes, go on; FatalError → stop with one clear line (exit 1).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Protocol
 
 from connector import __version__
+from connector.catchup.crawl import Fetched
+from connector.catchup.lanes import Lane, Step
 from connector.changes.detector import decide
-from connector.changes.state import SessionEntry, SessionState, iter_encoded
+from connector.checkpoint import Batch, Checkpoint
 from connector.errors import (
     AbortableError,
     ConnectorError,
@@ -40,9 +43,6 @@ from connector.errors import (
 )
 from connector.kafka.producer import EventProducer, Headers
 from connector.kafka.serde import BodyEncoder, EventEncoder
-from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
-from connector.learnosity.fetcher import Fetched, PageSource
-from connector.learnosity.paging import Step
 from connector.models import DeadLetter, PreparedPage
 from connector.observability.health import Health
 from connector.observability.metrics import Metrics
@@ -57,23 +57,16 @@ MAX_BATCH_RECORDS = 20_000
 TICK_SECONDS = 1.0
 
 
-@dataclass
-class Batch:
-    """Everything one transaction will commit, kept apart from committed state."""
+class PageSource(Protocol):
+    """What the runner reads from (``fetch_side.FetchProcess``)."""
 
-    cursor: str | None
-    position: float | None
-    started: float = field(default_factory=time.monotonic)
-    updates: dict[str, SessionEntry] = field(default_factory=dict)
-    changes: dict[str, int] = field(default_factory=dict)
-    dead_letters: dict[str, int] = field(default_factory=dict)
-    repeats: int = 0
-    records: int = 0
-    cursor_moved: bool = False
+    def start(self) -> None: ...
 
-    @property
-    def dirty(self) -> bool:
-        return self.cursor_moved or bool(self.updates) or bool(self.dead_letters)
+    def get(self, timeout: float) -> Fetched | None: ...
+
+    def rewind(self, lanes: tuple[Lane, ...]) -> None: ...
+
+    def join(self, timeout: float) -> None: ...
 
 
 class Runner:
@@ -83,35 +76,37 @@ class Runner:
         *,
         producer: EventProducer,
         encoder: EventEncoder,
-        state: SessionState,
-        cursor: StoredCursor | None,
-        make_fetcher: Callable[[str | None], PageSource],
+        checkpoint: Checkpoint,
+        make_fetcher: Callable[[tuple[Lane, ...]], PageSource],
+        start: Lane,
         metrics: Metrics,
         health: Health,
         stop: threading.Event,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         progress: BackfillProgress | None = None,
         body: BodyEncoder | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.encoder = encoder
-        self.state = state
+        self.checkpoint = checkpoint
         self._body = body or BodyEncoder()
         self.metrics = metrics
         self.health = health
         self.stop = stop
         self._clock = clock
+        self._wall = wall
         self.progress = progress
         self._make_fetcher = make_fetcher
-        self.committed_cursor = cursor.next_token if cursor else None
-        self.committed_position = cursor.position if cursor else None
+        #: the tail to start with when none is committed (where a new connector starts)
+        self._start = start
         self._commit_interval = settings.kafka_commit_interval_ms / 1000
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
         self._header = self.encoder.header  # known now: the encoder was registered
-        fetcher = self._make_fetcher(self.committed_cursor)
+        fetcher = self._make_fetcher(self._resume())
         fetcher.start()
         batch = self._new_batch()
         try:
@@ -129,45 +124,47 @@ class Runner:
                         or self._clock() - batch.started >= self._commit_interval
                     ):
                         self._commit(batch)
-                        if self.progress is not None:
-                            self.progress.update(
-                                self.committed_position, batch.records, caught_up=caught_up
-                            )
+                        self._report(batch, caught_up)
                         batch = self._new_batch()
                 except (AbortableError, RetriableError) as exc:
                     self._abort(exc)
-                    fetcher.rewind(self.committed_cursor)
+                    fetcher.rewind(self._resume())
                     batch = self._new_batch()
             self._finish(batch)
         finally:
             fetcher.join(timeout=2.0)
 
-    def _new_batch(self) -> Batch:
-        return Batch(self.committed_cursor, self.committed_position, started=self._clock())
+    def _resume(self) -> tuple[Lane, ...]:
+        return self.checkpoint.resume(self._start)
 
-    def _take(self, item: Fetched[PreparedPage], batch: Batch) -> bool:
-        """Process one fetched page into the batch; True when the source is caught up."""
+    def _new_batch(self) -> Batch:
+        return self.checkpoint.begin(self._clock())
+
+    def _take(self, item: Fetched, batch: Batch) -> bool:
+        """Take one item into the batch; True when the live tail is caught up."""
         if item.error is not None:
             if isinstance(item.error, ConnectorError):
                 raise item.error
             raise FatalError(f"the fetcher failed: {item.error!r}") from item.error
-        assert item.page is not None and item.step is not None
+        for lane in item.lanes:
+            batch.take_lane(lane)
+        if item.page is None:
+            return False
         self.health.first_poll = True
         if item.step is Step.STALLED:
             self.metrics.stalled_cursor.inc()
-            return True
-        self._process(item.page, batch)
-        if item.cursor != batch.cursor:
-            batch.cursor = item.cursor
-            batch.cursor_moved = True
-        return item.step is not Step.MORE
+            return False
+        self._process(item.page, batch, item.lanes[0].token if item.lanes else None)
+        if item.lanes and not item.lanes[0].is_tail:
+            batch.slice_records += item.page.fetched
+        return item.step is Step.CAUGHT_UP
 
-    def _process(self, page: PreparedPage, batch: Batch) -> None:
+    def _process(self, page: PreparedPage, batch: Batch, cursor: str | None) -> None:
         batch.records += page.fetched
         self.metrics.records_fetched.inc(page.fetched)
-        if page.position is not None:
-            batch.position = page.position
-        result = decide(((r, r.fingerprint) for r in page.records), self.state, batch.updates)
+        result = decide(
+            ((r, r.fingerprint) for r in page.records), self.checkpoint.sessions, batch.updates
+        )
         # the hot loop: one assemble per change, then the page's events in one call
         header, assemble = self._header, self._body.assemble
         counts = batch.changes
@@ -186,10 +183,11 @@ class Runner:
             self.metrics.produce_errors.inc()
             raise
         for letter in page.dead_letters:
-            self._produce_dead_letter(letter, batch.cursor)
+            self._produce_dead_letter(letter, cursor)
             batch.dead_letters[letter.reason] = batch.dead_letters.get(letter.reason, 0) + 1
         batch.updates.update(result.updates)
         batch.repeats += result.repeats
+        batch.stale += result.stale
 
     def _produce_dead_letter(self, letter: DeadLetter, cursor: str | None) -> None:
         headers = [
@@ -215,29 +213,16 @@ class Runner:
         started = self._clock()
         if not self.producer.transactional:
             self.producer.flush()  # at least once: events are delivered before state moves
-        try:  # the batch's fingerprint entries, in one call (no per-message overhead)
-            self.producer.produce_many(self.settings.state_topic, iter_encoded(batch.updates))
-        except ConnectorError:
-            self.metrics.produce_errors.inc()
-            raise
-        cursor = StoredCursor(
-            next_token=batch.cursor,
-            position=batch.position,
-            committed_at=StoredCursor.now(),
-            connector_version=__version__,
-        )
-        self._send(self.settings.state_topic, CURSOR_KEY, cursor.encode())
-        try:
+        try:  # the batch's state entries, in one call (no per-message overhead)
+            self.producer.produce_many(self.settings.state_topic, self.checkpoint.messages(batch))
             self.producer.commit()
         except ConnectorError as exc:
             self.metrics.produce_errors.inc()
             if not isinstance(exc, AbortableError | RetriableError):
                 self.metrics.transactions.labels("failed").inc()
             raise
-        # committed: now, and only now, the in-memory state follows
-        self.state.apply(batch.updates)
-        self.committed_cursor = batch.cursor
-        self.committed_position = batch.position
+        # committed: now, and only now, the checkpoint follows
+        self.checkpoint.apply(batch, self._wall())
         self._count_committed(batch, self._clock() - started)
 
     def _count_committed(self, batch: Batch, seconds: float) -> None:
@@ -249,22 +234,33 @@ class Runner:
         for reason, count in batch.dead_letters.items():
             m.dead_letters.labels(reason).inc(count)
         m.repeats_dropped.inc(batch.repeats)
-        m.sessions_tracked.set(len(self.state))
-        m.set_position(batch.position)
+        m.stale_records.inc(batch.stale)
+        m.sessions_tracked.set(len(self.checkpoint.sessions))
+        m.set_position(self.checkpoint.position())
+        m.set_catchup(self.checkpoint.catchup())
         self.health.kafka_ok()
         log.debug(
             "committed",
             extra={
                 "records": batch.records,
                 "changes": sum(batch.changes.values()),
-                "cursor": batch.cursor,
+                "lanes": len(batch.lanes),
             },
         )
+
+    def _report(self, batch: Batch, caught_up: bool) -> None:
+        if self.progress is not None:
+            self.progress.update(
+                self.checkpoint.position(),
+                batch.records,
+                caught_up=caught_up,
+                catchup=self.checkpoint.catchup(),
+            )
 
     def _abort(self, exc: Exception) -> None:
         log.warning(
             "transaction aborted; re-reading from the committed cursor",
-            extra={"error": str(exc), "cursor": self.committed_cursor},
+            extra={"error": str(exc), "lanes": len(self.checkpoint.lanes)},
         )
         self.metrics.transactions.labels("aborted").inc()
         self.producer.abort()
@@ -275,6 +271,6 @@ class Runner:
             return
         try:
             self._commit(batch)
-            log.info("committed the last batch before shutdown", extra={"cursor": batch.cursor})
+            log.info("committed the last batch before shutdown", extra={"lanes": len(batch.lanes)})
         except (AbortableError, RetriableError) as exc:
             self._abort(exc)

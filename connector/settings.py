@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     learnosity_page_limit: int = Field(default=50, ge=1, le=50)
     learnosity_connect_timeout_seconds: float = Field(default=10.0, gt=0)
     learnosity_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: requests in flight at once while catching up (time slices); 1 = one cursor only
+    learnosity_max_concurrency: int = Field(default=64, ge=1, le=256)
+    #: a gap (backfill, or a tail this far behind) larger than this is cut into slices
+    learnosity_catchup_lag_seconds: float = Field(default=300.0, gt=0)
 
     # --- Kafka -----------------------------------------------------------------------
     kafka_bootstrap_servers: str = ""

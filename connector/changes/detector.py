@@ -3,7 +3,9 @@
 For each record, in order:
     invalid                 → ``invalid`` (record, error); state untouched
     session never seen      → ``created``
-    same fingerprint        → a repeat: counted, dropped
+    older than the last one → stale (its updated time is before the one published: a
+                              slice read it before the tail read the newer one): dropped
+    same fingerprint        → a repeat: counted, dropped (a newer updated time is kept)
     status differs          → ``status_changed`` (wins when scores changed too; the
                               event carries the new scores anyway)
     anything else differs   → ``score_changed``
@@ -27,7 +29,7 @@ from typing import Any, Generic, Protocol
 
 from connector.changes.fingerprint import event_id, fingerprint
 from connector.changes.state import SessionEntry
-from connector.changes.validate import validate
+from connector.changes.validate import UNKNOWN_TIME, validate
 from connector.errors import InvalidRecordError
 from connector.models import Change, ChangeKind, R, ScoreRecord
 
@@ -43,6 +45,8 @@ class DetectionResult(Generic[R]):
     changes: list[Change[R]] = field(default_factory=list)
     #: records dropped because nothing that matters changed
     repeats: int = 0
+    #: records dropped because the session was already published in a newer state
+    stale: int = 0
     #: records that failed validation, as fetched, with the reason (for the DLQ)
     invalid: list[tuple[Any, InvalidRecordError]] = field(default_factory=list)
     #: each changed session's new entry, in first-seen order; apply after the commit
@@ -90,14 +94,20 @@ def decide(
     for record, new_fp in records:
         session_id = record.session_id
         previous = overlay.get(session_id) or pending.get(session_id) or state.get(session_id)
+        updated = record.updated_ms
         if previous is None:
             kind = ChangeKind.CREATED
             previous_fp, previous_status = None, None
+        elif updated < previous.updated_ms and updated != UNKNOWN_TIME:
+            result.stale += 1
+            continue
         elif previous.fingerprint == new_fp:
             result.repeats += 1
+            if updated > previous.updated_ms:  # remember how far this session has come
+                overlay[session_id] = previous._replace(updated_ms=updated)
             continue
         else:
-            previous_fp, previous_status = previous
+            previous_fp, previous_status, _ = previous
             same_status = previous_status == record.status
             kind = ChangeKind.SCORE_CHANGED if same_status else ChangeKind.STATUS_CHANGED
         changes.append(
@@ -110,5 +120,5 @@ def decide(
                 event_id(session_id, new_fp, previous_fp),
             )
         )
-        overlay[session_id] = SessionEntry(new_fp, record.status)
+        overlay[session_id] = SessionEntry(new_fp, record.status, updated)
     return result

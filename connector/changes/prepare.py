@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Protocol
 
 from connector.changes.event import record_fields
 from connector.changes.fingerprint import fingerprint
-from connector.changes.validate import validate
+from connector.changes.validate import record_position, updated_ms, validate
 from connector.errors import InvalidRecordError
 from connector.models import DeadLetter, Page, PreparedPage, PreparedRecord
 
@@ -74,7 +73,12 @@ class PagePreparer:
                 body, fingerprinted = done
                 records.append(
                     PreparedRecord(
-                        item["session_id"], item["user_id"], item["status"], fingerprinted, body
+                        item["session_id"],
+                        item["user_id"],
+                        item["status"],
+                        fingerprinted,
+                        body,
+                        updated_ms(item),
                     )
                 )
                 continue
@@ -91,6 +95,7 @@ class PagePreparer:
                     record.status,
                     fingerprint(record.raw, include_responses),
                     body,
+                    record.updated_ms,
                 )
             )
         return PreparedPage(
@@ -115,18 +120,4 @@ def page_position(page: Page) -> float | None:
     for record in reversed(page.records):
         if (position := record_position(record)) is not None:
             return position
-    return None
-
-
-def record_position(record: object) -> float | None:
-    """A record's updated time (Unix seconds), from the fields the service sends."""
-    if not isinstance(record, dict):
-        return None
-    for name in ("dt_updated", "dt_saved", "dt_completed", "dt_started"):
-        value = record.get(name)
-        if isinstance(value, str) and value:
-            try:
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                continue
     return None

@@ -2,21 +2,26 @@
 
 In memory (``SessionState``) one session costs about 115 bytes allocated, 140-160 bytes
 resident, at a million sessions (``bench/bench_detect_encode.py``), because it keeps no
-strings: a dict from the session id's 64-bit ``hash()`` to one int packing
-``fingerprint << 16 | status code``. Known statuses have fixed codes; others get codes
-as they are first seen (statuses are few). ``hash()`` differs between processes (it is
-seeded per process), which is fine: the keys never leave the process that restored
-them, and a str caches its hash, so the lookup and the apply of one record hash it
-once, for a tenth of a keyed digest's cost. Two session ids sharing a 64-bit hash (odds
-about 3e-8 at a million sessions, and a different pair in each process) would share one
-entry: the effect is extra events with a wrong ``change``/``previous_status``, never a
-lost one.
+strings: a dict from the session id's 64-bit ``hash()`` to one int packing ``(updated
+time + 1) << 80 | fingerprint << 16 | status code``. Known statuses have fixed codes;
+others get codes as they are first seen (statuses are few). ``hash()`` differs between
+processes (it is seeded per process), which is fine: the keys never leave the process
+that restored them, and a str caches its hash, so the lookup and the apply of one record
+hash it once, for a tenth of a keyed digest's cost. Two session ids sharing a 64-bit
+hash (odds about 3e-8 at a million sessions, and a different pair in each process) would
+share one entry: the effect is extra events with a wrong ``change``/``previous_status``,
+never a lost one.
+
+The updated time (``dt_updated``, in milliseconds; -1 when a record had none) is what
+keeps a session from going backwards: a record older than the one published is stale
+(``changes.detector``), however late a slice delivers it.
 
 State topic entry (one per session, written by the runner in the same transaction as
 the events it accounts for; compaction keeps the latest):
     key     ``b"s:" + session_id.encode("utf-8")``
-    value   ``b"\\x01"`` (format version) + fingerprint as 8 bytes big-endian
-            + status as UTF-8 (the rest of the value)
+    value   ``b"\\x02"`` (format version) + fingerprint as 8 bytes big-endian
+            + updated time in ms as 8 bytes big-endian, signed + status as UTF-8 (the rest)
+            (format 1, without the updated time, is still read: the time is unknown)
     None    (tombstone) the session is forgotten: its next record is ``created``
 The cursor shares the topic under the key ``b"cursor"`` (connector.kafka.state_topic).
 """
@@ -26,17 +31,22 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Final, NamedTuple
 
+from connector.changes.validate import UNKNOWN_TIME
 from connector.errors import FatalError
 
 SESSION_KEY_PREFIX: Final = b"s:"
 ENTRY_FORMAT_V1: Final = 1
+ENTRY_FORMAT_V2: Final = 2
 #: fixed codes for the statuses the API documents; code 0 means "status not known"
 KNOWN_STATUSES: Final = ("Incomplete", "Completed", "Discarded", "Pending Scoring")
 STATUS_BITS: Final = 16
 _STATUS_MASK: Final = (1 << STATUS_BITS) - 1
 _UNKNOWN_STATUS: Final = 0
 _PREFIX_LEN: Final = len(SESSION_KEY_PREFIX)
-_MIN_VALUE_LEN: Final = 9  # format version byte + 8-byte fingerprint
+_V1_LEN: Final = 9  # format version byte + 8-byte fingerprint
+_V2_LEN: Final = 17  # ... + 8-byte updated time
+_TIME_SHIFT: Final = 64 + STATUS_BITS
+_FP_MASK: Final = (1 << 64) - 1
 _MAX_RAW_CODES: Final = 4096
 
 
@@ -45,6 +55,8 @@ class SessionEntry(NamedTuple):
 
     fingerprint: int
     status: str | None
+    #: the record's updated time, ms since the epoch (``UNKNOWN_TIME`` when it had none)
+    updated_ms: int = UNKNOWN_TIME
 
 
 class StateEntryError(FatalError):
@@ -92,7 +104,11 @@ class SessionState:
         packed = self._packed.get(session_key(session_id))
         if packed is None:
             return None
-        return SessionEntry(packed >> STATUS_BITS, self._statuses.name(packed & _STATUS_MASK))
+        return SessionEntry(
+            (packed >> STATUS_BITS) & _FP_MASK,
+            self._statuses.name(packed & _STATUS_MASK),
+            (packed >> _TIME_SHIFT) - 1,
+        )
 
     def apply(self, updates: Mapping[str, SessionEntry | None]) -> None:
         """Take in committed entries; ``None`` forgets the session (a tombstone)."""
@@ -106,7 +122,7 @@ class SessionState:
             self._packed.pop(key, None)
         else:
             status = self._statuses.code(entry.status)
-            self._packed[key] = (entry.fingerprint << STATUS_BITS) | status
+            self._packed[key] = _pack(entry.fingerprint, status, entry.updated_ms)
 
     def restore_raw(self, key: bytes, value: bytes | None) -> None:
         """``restore_entry(*decode_entry(key, value))``, faster: the restore's inner loop.
@@ -123,9 +139,10 @@ class SessionState:
         if value is None:
             self._packed.pop(packed_key, None)
             return
-        if len(value) < _MIN_VALUE_LEN or value[0] != ENTRY_FORMAT_V1:
-            decode_entry(key, value)  # raises the precise StateEntryError
-        raw_status = value[_MIN_VALUE_LEN:]
+        if len(value) < _V2_LEN or value[0] != ENTRY_FORMAT_V2:
+            self.restore_entry(*decode_entry(key, value))  # format 1, or the precise error
+            return
+        raw_status = value[_V2_LEN:]
         code = self._raw_codes.get(raw_status)
         if code is None:
             _session_id, entry = decode_entry(key, value)  # validates the status' UTF-8
@@ -133,14 +150,19 @@ class SessionState:
             code = self._statuses.code(entry.status)
             if len(self._raw_codes) < _MAX_RAW_CODES:
                 self._raw_codes[raw_status] = code
-        fingerprint = int.from_bytes(value[1:_MIN_VALUE_LEN], "big")
-        self._packed[packed_key] = (fingerprint << STATUS_BITS) | code
+        fingerprint = int.from_bytes(value[1:_V1_LEN], "big")
+        updated_ms = int.from_bytes(value[_V1_LEN:_V2_LEN], "big", signed=True)
+        self._packed[packed_key] = _pack(fingerprint, code, updated_ms)
 
     def __len__(self) -> int:
         return len(self._packed)
 
     def __contains__(self, session_id: object) -> bool:
         return isinstance(session_id, str) and session_key(session_id) in self._packed
+
+
+def _pack(fingerprint: int, status_code: int, updated_ms: int) -> int:
+    return (max(0, updated_ms + 1) << _TIME_SHIFT) | (fingerprint << STATUS_BITS) | status_code
 
 
 def is_session_key(key: bytes) -> bool:
@@ -152,8 +174,14 @@ def encode_entry(session_id: str, entry: SessionEntry | None) -> tuple[bytes, by
     key = SESSION_KEY_PREFIX + session_id.encode("utf-8")
     if entry is None:
         return key, None
-    status = (entry.status or "").encode("utf-8")
-    return key, bytes((ENTRY_FORMAT_V1,)) + entry.fingerprint.to_bytes(8, "big") + status
+    return key, b"".join(
+        (
+            bytes((ENTRY_FORMAT_V2,)),
+            entry.fingerprint.to_bytes(8, "big"),
+            entry.updated_ms.to_bytes(8, "big", signed=True),
+            (entry.status or "").encode("utf-8"),
+        )
+    )
 
 
 def decode_entry(key: bytes, value: bytes | None) -> tuple[str, SessionEntry | None]:
@@ -164,15 +192,28 @@ def decode_entry(key: bytes, value: bytes | None) -> tuple[str, SessionEntry | N
         session_id = key[len(SESSION_KEY_PREFIX) :].decode("utf-8")
         if value is None:
             return session_id, None
-        if len(value) < 9 or value[0] != ENTRY_FORMAT_V1:
+        version = value[0] if value else None
+        if version == ENTRY_FORMAT_V2 and len(value) >= _V2_LEN:
+            updated_ms = int.from_bytes(value[_V1_LEN:_V2_LEN], "big", signed=True)
+            status = value[_V2_LEN:].decode("utf-8") or None
+        elif version == ENTRY_FORMAT_V1 and len(value) >= _V1_LEN:
+            updated_ms, status = UNKNOWN_TIME, value[_V1_LEN:].decode("utf-8") or None
+        else:
+            newer = version is not None and version > ENTRY_FORMAT_V2
             raise StateEntryError(
                 f"state entry for {session_id!r}: unknown format "
                 f"(version byte {value[:1].hex() or 'missing'}, {len(value)} bytes)"
+                + (
+                    "; it was written by a newer connector: run that version, or "
+                    "`learnosity-connector reset` to rebuild the state"
+                    if newer
+                    else ""
+                )
             )
-        status = value[9:].decode("utf-8") or None
     except UnicodeDecodeError as exc:
         raise StateEntryError(f"state entry {key[:40]!r}: not UTF-8 ({exc.reason})") from exc
-    return session_id, SessionEntry(int.from_bytes(value[1:9], "big"), status)
+    fingerprint = int.from_bytes(value[1:_V1_LEN], "big")
+    return session_id, SessionEntry(fingerprint, status, updated_ms)
 
 
 def iter_encoded(

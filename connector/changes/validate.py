@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from connector.errors import InvalidRecordError
@@ -35,6 +36,10 @@ INVALID_REASONS: Final[tuple[InvalidReason, ...]] = (
 
 REQUIRED_IDS: Final = ("session_id", "user_id", "activity_id")
 TIME_FIELDS: Final = ("dt_started", "dt_completed", "dt_saved", "dt_updated")
+#: where a record's updated time is read from, best first (not every record has each)
+POSITION_FIELDS: Final = ("dt_updated", "dt_saved", "dt_completed", "dt_started")
+#: ``updated_ms`` of a record without a usable time
+UNKNOWN_TIME: Final = -1
 #: counts are Avro ``long``
 LONG_MIN: Final = -(2**63)
 LONG_MAX: Final = 2**63 - 1
@@ -56,7 +61,27 @@ def validate(item: Any) -> ScoreRecord:
         raise invalid(f"status: {_json_type(status)}, expected a string", "wrong_type")
     if not plainly_valid(item):  # the common case costs one pass without calls
         check_fields(item)
-    return ScoreRecord(session_id, user_id, activity_id, status, item)
+    return ScoreRecord(session_id, user_id, activity_id, status, item, updated_ms(item))
+
+
+def record_position(record: object) -> float | None:
+    """A record's updated time (Unix seconds), from the fields the service sends."""
+    if not isinstance(record, dict):
+        return None
+    for name in POSITION_FIELDS:
+        value = record.get(name)
+        if isinstance(value, str) and value:
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return None
+
+
+def updated_ms(record: object) -> int:
+    """``record_position`` in whole milliseconds; ``UNKNOWN_TIME`` without one."""
+    position = record_position(record)
+    return UNKNOWN_TIME if position is None else round(position * 1000)
 
 
 def check_fields(item: Mapping[str, Any]) -> None:

@@ -16,7 +16,7 @@ from connector.errors import ConnectorError
 from connector.kafka.admin import describe_topics
 from connector.kafka.serde import build_encoder
 from connector.learnosity.client import DataApiClient
-from connector.learnosity.paging import Pager
+from connector.learnosity.paging import base_params
 from connector.settings import Settings
 
 
@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def check_learnosity(settings: Settings) -> str:
     client = DataApiClient.from_settings(settings)
     try:
-        params = {**Pager.from_settings(settings).request(), "limit": 1}
+        params = {**base_params(settings), "limit": 1}
         page = client.fetch(params, max_attempts=2)
     finally:
         client.close()

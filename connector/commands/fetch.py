@@ -12,13 +12,15 @@ import logging
 import sys
 import threading
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
+from connector.catchup.lanes import Lane, Step, unplanned_tail
+from connector.changes.prepare import page_position
 from connector.cli import add_config_options
 from connector.commands.common import load_for_command
 from connector.errors import SourceFatalError
 from connector.learnosity.client import DataApiClient
-from connector.learnosity.paging import Pager, Step
+from connector.learnosity.paging import base_params
 
 log = logging.getLogger("connector.fetch")
 
@@ -45,11 +47,15 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     client = DataApiClient.from_settings(settings, stop=stop)
-    pager = Pager.from_settings(settings, cursor=args.cursor, now=datetime.now(UTC))
+    start = settings.learnosity_start_from
+    lane = unplanned_tail(datetime.now(UTC) if start.kind == "latest" else start.at)
+    if args.cursor:
+        lane = Lane(lane.id, token=args.cursor)
     try:
         return _page_through(
             client,
-            pager,
+            lane,
+            base_params(settings),
             max_pages=args.max_pages,
             poll_interval=settings.learnosity_poll_interval_seconds,
             stop=stop,
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _page_through(
     client: DataApiClient,
-    pager: Pager,
+    lane: Lane,
+    params: dict[str, Any],
     *,
     max_pages: int | None,
     poll_interval: float,
@@ -72,36 +79,36 @@ def _page_through(
 ) -> int:
     pages = records = stalls = 0
     while max_pages is None or pages < max_pages:
-        page = client.fetch(pager.request(), max_attempts=FETCH_MAX_ATTEMPTS)
+        page = client.fetch(lane.params(params), max_attempts=FETCH_MAX_ATTEMPTS)
         pages += 1
-        step = pager.advance(page)
+        moved, step = lane.advance(page, page_position(page))
         if step is Step.STALLED:
             stalls += 1
             log.warning(
-                "stalled cursor: the same token and records came back",
-                extra={"cursor": pager.cursor},
+                "stalled cursor: the token did not move; asking again from its position",
+                extra={"cursor": lane.token},
             )
             if stalls >= FETCH_MAX_STALLS:
                 raise SourceFatalError(
-                    f"the cursor is stalled: {stalls} pages in a row returned the same token "
-                    "and records"
+                    f"the cursor is stalled: {stalls} pages in a row returned records "
+                    "without moving the next token"
                 )
+            lane = lane.restarted()
             stop.wait(poll_interval)
             continue
+        lane = moved
         stalls = 0
         for record in page.records:
             out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
             out.write("\n")
         records += len(page.records)
         if page.is_empty:
-            log.info(
-                "caught up", extra={"pages": pages, "records": records, "cursor": pager.cursor}
-            )
+            log.info("caught up", extra={"pages": pages, "records": records, "cursor": lane.token})
             out.flush()
             return 0
     out.flush()
     log.info(
         "stopped after --max-pages",
-        extra={"pages": pages, "records": records, "cursor": pager.cursor},
+        extra={"pages": pages, "records": records, "cursor": lane.token},
     )
     return 0

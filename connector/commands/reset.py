@@ -1,6 +1,8 @@
 """``learnosity-connector reset --to WHEN``: move the stored cursor.
 
-The fingerprints stay, so re-reading from an earlier time emits only what really
+Every unfinished slice is removed and the tail starts again from ``WHEN``, unplanned: the
+next run plans the gap from there to now (in slices when it is large). The fingerprints
+stay, so re-reading from an earlier time emits only what really
 changed. The new cursor is written in a transaction under the connector's own
 transactional id: with ``--force`` against a running instance, that fences it (it stops
 with a clear error and, restarted, picks the new cursor up) instead of racing it.
@@ -12,7 +14,8 @@ import argparse
 import logging
 from datetime import UTC, datetime
 
-from connector import __version__
+from connector.catchup.lanes import Lane, unplanned_tail
+from connector.checkpoint import CATCHUP_KEY
 from connector.cli import add_config_options
 from connector.commands.common import load_for_command
 from connector.commands.run import topic_specs
@@ -20,7 +23,6 @@ from connector.commands.status import summarize
 from connector.errors import ConfigError, FatalError
 from connector.kafka.admin import ensure_topics
 from connector.kafka.producer import EventProducer
-from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
 from connector.settings import Delivery, StartFrom
 
 log = logging.getLogger("connector.reset")
@@ -61,18 +63,17 @@ def run(args: argparse.Namespace) -> int:
         transactional_id=settings.transactional_id if transactional else None,
     )
     producer.init()
-    cursor = StoredCursor(
-        next_token=None,
-        start_from=str(target),
-        committed_at=StoredCursor.now(),
-        connector_version=f"{__version__} (reset)",
-    )
-    producer.produce(settings.state_topic, CURSOR_KEY, cursor.encode())
+    tail = unplanned_tail(target.at)
+    for entry in before["slices"]:  # tombstones: a reset leaves no slice behind
+        producer.produce(settings.state_topic, Lane(entry["id"], done=True).key, None)
+    producer.produce(settings.state_topic, tail.key, tail.encode())
+    producer.produce(settings.state_topic, CATCHUP_KEY, None)
     producer.commit()
     producer.close()
     print(
         f"cursor of {settings.connector_name}: "
-        f"{before['cursor'] or before['start_from'] or 'none'} -> start from {target}"
+        f"{before['cursor'] or before['tail_from'] or 'none'} -> start from {target}"
+        + (f"; {len(before['slices'])} unfinished slices cleared" if before["slices"] else "")
     )
     print(
         f"position was {before['position'] or '-'}; "

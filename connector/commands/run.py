@@ -17,7 +17,8 @@ import time
 from datetime import UTC, datetime
 from types import FrameType
 
-from connector.changes.state import SessionState
+from connector.catchup.lanes import Lane, unplanned_tail
+from connector.checkpoint import Checkpoint
 from connector.cli import add_config_options
 from connector.commands.common import load_for_command
 from connector.fetch_side import FetchPlan, FetchProcess
@@ -26,12 +27,12 @@ from connector.kafka.admin import TopicSpec, ensure_topics
 from connector.kafka.presence import Presence
 from connector.kafka.producer import EventProducer
 from connector.kafka.serde import build_encoder
-from connector.kafka.state_topic import CURSOR_KEY, StoredCursor, read_compacted
+from connector.kafka.state_topic import read_compacted
 from connector.observability.health import Health, HealthServer
 from connector.observability.metrics import Metrics
 from connector.observability.progress import BackfillProgress
 from connector.runner import Runner
-from connector.settings import Delivery, Settings, StartFrom
+from connector.settings import Delivery, Settings
 
 log = logging.getLogger("connector.run")
 
@@ -50,20 +51,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-def restore_state(settings: Settings) -> tuple[SessionState, StoredCursor | None, int]:
-    state = SessionState()
-    cursor: list[StoredCursor] = []
-    restore = state.restore_raw  # decode_entry + restore_entry, without the garbage
-
-    def on_entry(key: bytes, value: bytes | None) -> None:
-        if key == CURSOR_KEY:
-            if value is not None:
-                cursor[:] = [StoredCursor.decode(value)]
-            return
-        restore(key, value)
-
-    count = read_compacted(settings.kafka_client_config(), settings.state_topic, on_entry)
-    return state, (cursor[0] if cursor else None), count
+def restore_state(settings: Settings) -> tuple[Checkpoint, int]:
+    """The committed checkpoint, read back from the state topic; and the entries read."""
+    checkpoint = Checkpoint()
+    count = read_compacted(settings.kafka_client_config(), settings.state_topic, checkpoint.restore)
+    return checkpoint, count
 
 
 def _install_signal_handlers(stop: threading.Event, shutdown_timeout: float) -> None:
@@ -88,19 +80,15 @@ def _hard_exit() -> None:
     os._exit(1)
 
 
-def _start_from(settings: Settings, cursor: StoredCursor | None) -> StartFrom:
-    """Where to start without a cursor: a committed "start from" wins over the settings'.
+def start_lane(settings: Settings) -> Lane:
+    """The tail of a connector with no committed cursor: ``LEARNOSITY_START_FROM``.
 
     ``latest`` is fixed to a time once, so a rewind cannot skip ahead to a newer now.
     """
-    start_from = (
-        StartFrom.parse(cursor.start_from)
-        if cursor is not None and cursor.next_token is None and cursor.start_from
-        else settings.learnosity_start_from
-    )
+    start_from = settings.learnosity_start_from
     if start_from.kind == "latest":
-        start_from = StartFrom("time", datetime.now(UTC))
-    return start_from
+        return unplanned_tail(datetime.now(UTC))
+    return unplanned_tail(start_from.at)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,17 +113,19 @@ def run(args: argparse.Namespace) -> int:
         producer.init()  # fences an older instance before we read its state
         presence = Presence(kafka_config, settings.connector_name, settings.state_topic).start()
         started = time.monotonic()
-        state, cursor, entries = restore_state(settings)
+        checkpoint, entries = restore_state(settings)
         metrics.restore_duration.set(time.monotonic() - started)
-        metrics.sessions_tracked.set(len(state))
-        if cursor is not None:
-            metrics.set_position(cursor.position)
+        metrics.sessions_tracked.set(len(checkpoint.sessions))
+        metrics.set_position(checkpoint.position())
+        metrics.set_catchup(checkpoint.catchup())
+        tail = checkpoint.tail
         log.info(
             "state restored",
             extra={
-                "sessions": len(state),
+                "sessions": len(checkpoint.sessions),
                 "entries": entries,
-                "cursor": cursor.next_token if cursor else None,
+                "cursor": tail.token if tail else None,
+                "slices": len(checkpoint.slices),
                 "seconds": round(time.monotonic() - started, 2),
             },
         )
@@ -143,18 +133,18 @@ def run(args: argparse.Namespace) -> int:
         tune_gc()  # after the restore: its objects are long-lived, the loop's are not
         encoder = build_encoder(settings)
         encoder.register()
-        plan = FetchPlan(settings, _start_from(settings, cursor))
+        plan = FetchPlan(settings)
 
-        def make_fetcher(token: str | None) -> FetchProcess:
-            return FetchProcess(plan, token, observer=metrics, stop=stop)
+        def make_fetcher(lanes: tuple[Lane, ...]) -> FetchProcess:
+            return FetchProcess(plan, lanes, observer=metrics, stop=stop)
 
         Runner(
             settings,
             producer=producer,
             encoder=encoder,
-            state=state,
-            cursor=cursor,
+            checkpoint=checkpoint,
             make_fetcher=make_fetcher,
+            start=start_lane(settings),
             metrics=metrics,
             health=health,
             stop=stop,

@@ -1,22 +1,17 @@
-"""Reading the compacted state topic back, and the cursor entry stored in it.
+"""Reading the compacted state topic back.
 
-The state topic ``<CONNECTOR_NAME>.state`` has one partition (so the cursor and every
-session entry share one ordered log) and holds two kinds of entries:
-    key ``cursor``      the committed position: JSON (see ``StoredCursor``)
-    key ``s:<id>``      one session's fingerprint entry (connector.changes.state's format)
-Both are written in the same transaction as the events they account for, so whatever a
+The state topic ``<CONNECTOR_NAME>.state`` has one partition (so the lanes and every
+session entry share one ordered log); what it holds is ``connector.checkpoint``'s. Every
+entry is written in the same transaction as the events it accounts for, so whatever a
 ``read_committed`` reader sees is a consistent snapshot.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
@@ -24,42 +19,6 @@ from connector.errors import KafkaFatalError, RetriableError
 from connector.kafka.clients import make_consumer
 
 log = logging.getLogger(__name__)
-
-CURSOR_KEY = b"cursor"
-
-
-@dataclass(frozen=True)
-class StoredCursor:
-    """Where the next run starts: the ``next`` token, or (after a reset) a start point."""
-
-    next_token: str | None
-    #: ``earliest``, ``latest`` or an ISO 8601 time, used when there is no token (a reset)
-    start_from: str | None = None
-    #: updated time (Unix seconds) of the last record read before this commit, if known
-    position: float | None = None
-    committed_at: str = ""
-    connector_version: str = ""
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, value: bytes) -> StoredCursor:
-        try:
-            data = json.loads(value)
-            return cls(
-                next_token=data.get("next_token"),
-                start_from=data.get("start_from"),
-                position=data.get("position"),
-                committed_at=data.get("committed_at", ""),
-                connector_version=data.get("connector_version", ""),
-            )
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise KafkaFatalError(f"the stored cursor is unreadable: {exc}") from exc
-
-    @staticmethod
-    def now() -> str:
-        return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def read_compacted(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +24,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connector import __version__
 
+if TYPE_CHECKING:
+    from connector.catchup.crawl import CrawlStats
+    from connector.checkpoint import CatchUp
+
 # `_created` series double the scrape size and no dashboard of ours uses them
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -35,6 +40,7 @@ COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 API_OUTCOMES = ("ok", "rate_limited", "transient", "fatal")
 CHANGE_KINDS = ("created", "status_changed", "score_changed")
 TRANSACTION_OUTCOMES = ("committed", "aborted", "failed")
+SLICE_STATES = ("pending", "running", "done")
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -85,7 +91,33 @@ class Metrics:
         )
         self.stalled_cursor = Counter(
             f"{PREFIX}_stalled_cursor",
-            "Pages that returned the same token and records again.",
+            "Pages with records whose next token did not move (asked again from the position).",
+            registry=r,
+        )
+        self.stale_records = Counter(
+            f"{PREFIX}_stale_records",
+            "Records dropped because their session was already published in a newer state.",
+            registry=r,
+        )
+        self.slices = Gauge(
+            f"{PREFIX}_slices",
+            "Backfill time slices by state (pending, running; done since the plan began).",
+            ["state"],
+            registry=r,
+        )
+        self.catchup_eta = Gauge(
+            f"{PREFIX}_catchup_eta_seconds",
+            "Estimated seconds until every slice is read (0 when there is no backfill).",
+            registry=r,
+        )
+        self.requests_in_flight = Gauge(
+            f"{PREFIX}_api_requests_in_flight",
+            "Lanes being fetched: requests sent, or waiting for the request budget.",
+            registry=r,
+        )
+        self.fetch_workers = Gauge(
+            f"{PREFIX}_fetch_workers",
+            "Fetch workers allowed to work now (sized from the budget and the latency).",
             registry=r,
         )
         self.transactions = Counter(
@@ -144,12 +176,21 @@ class Metrics:
             self.changes_emitted.labels(kind)
         for outcome in TRANSACTION_OUTCOMES:
             self.transactions.labels(outcome)
+        for state in SLICE_STATES:
+            self.slices.labels(state)
 
     def set_position(self, position: float | None) -> None:
         """Record the cursor position (updated time of the last committed record)."""
         if position:
             self._position = position
             self.cursor_position.set(position)
+
+    def set_catchup(self, catchup: CatchUp) -> None:
+        self.slices.labels("pending").set(catchup.slices_pending)
+        self.slices.labels("running").set(catchup.slices_running)
+        self.slices.labels("done").set(catchup.slices_done)
+        eta = catchup.eta_seconds
+        self.catchup_eta.set(eta if eta is not None else float("nan"))
 
     def _lag(self) -> float:
         return max(0.0, time.time() - self._position) if self._position else 0.0
@@ -166,6 +207,11 @@ class Metrics:
 
     def budget_waited(self, seconds: float) -> None:
         self.rate_budget_wait.inc(seconds)
+
+    def crawl_stats(self, stats: CrawlStats) -> None:
+        """The fetch side's once-a-second report."""
+        self.requests_in_flight.set(stats.in_flight)
+        self.fetch_workers.set(stats.workers)
 
     # --- librdkafka statistics ----------------------------------------------------------
     def librdkafka_stats(self, stats_json: str) -> None:

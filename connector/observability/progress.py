@@ -27,9 +27,12 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from connector.checkpoint import CatchUp
 
 log = logging.getLogger("connector.progress")
 
@@ -64,10 +67,14 @@ class Snapshot:
     """over the window; None until two samples exist"""
     advance: float | None
     """position seconds gained per second, over the window"""
+    estimated_eta: float | None = None
+    """a backfill in slices: the ETA from the records left (``checkpoint.CatchUp``)"""
 
     @property
     def eta(self) -> float | None:
         """Seconds until the lag is gone at the current pace; None if it is not shrinking."""
+        if self.estimated_eta is not None:
+            return self.estimated_eta
         if self.advance is None or self.advance <= 1.0:
             return None
         return self.lag / (self.advance - 1.0)
@@ -191,6 +198,7 @@ class BackfillProgress:
         self._wall = wall
         self._log = logger
         self._tracker: ProgressTracker | None = None
+        self._sliced = False
         self._shown_at = -float("inf")
         self.last: Snapshot | None = None
 
@@ -198,8 +206,19 @@ class BackfillProgress:
     def active(self) -> bool:
         return self._tracker is not None
 
-    def update(self, position: float | None, records: int, *, caught_up: bool) -> None:
-        """After a commit: the committed position, the records it covered, caught up or not."""
+    def update(
+        self,
+        position: float | None,
+        records: int,
+        *,
+        caught_up: bool,
+        catchup: CatchUp | None = None,
+    ) -> None:
+        """After a commit: the committed position, the records it covered, whether the
+        tail is caught up, and how a backfill in slices stands (if there is one)."""
+        if catchup is not None and (catchup.active or self._sliced):
+            self._update_sliced(catchup, records)
+            return
         if position is None:
             return
         t, now = self._clock(), self._wall()
@@ -217,6 +236,37 @@ class BackfillProgress:
         if caught_up:
             self._finish(snapshot)
             return
+        self._show(snapshot, t)
+
+    def _update_sliced(self, catchup: CatchUp, records: int) -> None:
+        """A backfill in slices: from its first commit until no slice is left."""
+        t, now = self._clock(), self._wall()
+        position = catchup.position if catchup.position is not None else now
+        if self._tracker is None:
+            self._sliced = True
+            self._tracker = ProgressTracker(position, t, self._window)
+            self._shown_at = -float("inf")
+            self._log.info(
+                "backfill started",
+                extra={
+                    "position": _iso(position),
+                    "slices": catchup.slices_pending + catchup.slices_running,
+                },
+            )
+        snapshot = self._tracker.add(t, now, position, records)
+        done = snapshot.records
+        snapshot = self.last = replace(
+            snapshot,
+            fraction=done / (done + catchup.records_left) if done else 0.0,
+            estimated_eta=catchup.eta_seconds,
+        )
+        if not catchup.active:
+            self._sliced = False
+            self._finish(snapshot)
+            return
+        self._show(snapshot, t)
+
+    def _show(self, snapshot: Snapshot, t: float) -> None:
         if self.is_tty:
             if t - self._shown_at >= self._redraw_every:
                 self._shown_at = t

@@ -1,8 +1,9 @@
 """The runner's ordering of side effects, with a scripted fetcher and a recording producer.
 
-What matters here: the in-memory state and cursor move only after a commit; an abortable
-failure aborts, rewinds the fetcher to the committed cursor and decides again against
-the committed state; a record the schema cannot carry becomes a counted dead letter.
+What matters here: the checkpoint (session states and lanes) moves only after a commit;
+an abortable failure aborts, rewinds the fetcher to the committed lanes and decides again
+against the committed state; a record the schema cannot carry becomes a counted dead
+letter; a finished slice leaves a tombstone.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from typing import Any
 
 import pytest
 
+from connector.catchup.crawl import Fetched
+from connector.catchup.lanes import TAIL_ID, TAIL_KEY, Lane, Step
 from connector.changes.prepare import PagePreparer
-from connector.changes.state import SessionState
+from connector.checkpoint import CATCHUP_KEY, Checkpoint
 from connector.errors import AbortableError, InvalidRecordError
-from connector.kafka.state_topic import CURSOR_KEY, StoredCursor
-from connector.learnosity.fetcher import Fetched
-from connector.learnosity.paging import Step
-from connector.models import Page, PreparedPage
+from connector.models import Page
 from connector.observability.health import Health
 from connector.observability.metrics import Metrics
 from connector.runner import Runner
@@ -37,23 +37,22 @@ SETTINGS = Settings(
 class ScriptedFetcher:
     """Hands out prepared pages; records rewinds; sets ``stop`` when the script runs out."""
 
-    def __init__(self, pages: list[Fetched[PreparedPage]], stop: threading.Event) -> None:
+    def __init__(self, pages: list[Fetched], stop: threading.Event) -> None:
         self.pages = pages
         self.stop = stop
-        self.generation = 0
-        self.rewinds: list[str | None] = []
+        self.rewinds: list[tuple[Lane, ...]] = []
 
     def start(self) -> None:
         pass
 
-    def get(self, timeout: float) -> Fetched[PreparedPage] | None:
+    def get(self, timeout: float) -> Fetched | None:
         if not self.pages:
             self.stop.set()
             return None
         return self.pages.pop(0)
 
-    def rewind(self, cursor: str | None) -> None:
-        self.rewinds.append(cursor)
+    def rewind(self, lanes: tuple[Lane, ...]) -> None:
+        self.rewinds.append(lanes)
 
     def join(self, timeout: float) -> None:
         pass
@@ -115,15 +114,29 @@ class Body:
         return header + segments[0] + b":" + kind.encode()
 
 
-def page(token: str, *records: dict[str, Any], body: Body | None = None) -> Fetched[PreparedPage]:
+START = Lane(TAIL_ID, token="t0", seq=1)
+
+
+def page(
+    token: str,
+    *records: dict[str, Any],
+    body: Body | None = None,
+    lane: Lane | None = None,
+    step: Step = Step.CAUGHT_UP,
+) -> Fetched:
+    """A prepared page of ``lane`` (the tail by default), which moved to ``token``."""
     prepare = PagePreparer(include_responses=False, encode_body=(body or Body()).encode, source={})
-    return Fetched(0, prepare(Page(tuple(records), token, limit=50)), Step.CAUGHT_UP, token)
+    base = lane or START
+    moved = Lane(base.id, lo=base.lo, hi=base.hi, end=base.end, token=token, seq=int(token[1:]) + 1)
+    if step is Step.DONE:
+        moved = Lane(moved.id, token=token, seq=moved.seq, done=True)
+    return Fetched(0, (moved,), prepare(Page(tuple(records), token, limit=50)), step)
 
 
 def run(
-    pages: list[Fetched[PreparedPage]],
+    pages: list[Fetched],
     producer: RecordingProducer,
-    state: SessionState | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> tuple[Runner, ScriptedFetcher, Metrics]:
     stop = threading.Event()
     fetcher = ScriptedFetcher(pages, stop)
@@ -132,9 +145,9 @@ def run(
         SETTINGS,
         producer=producer,  # type: ignore[arg-type]
         encoder=Encoder(),  # type: ignore[arg-type]
-        state=state if state is not None else SessionState(),
-        cursor=StoredCursor(next_token="t0"),
-        make_fetcher=lambda cursor: fetcher,
+        checkpoint=checkpoint if checkpoint is not None else Checkpoint(),
+        start=START,
+        make_fetcher=lambda lanes: fetcher,
         metrics=metrics,
         health=Health(),
         stop=stop,
@@ -155,10 +168,27 @@ def test_events_state_and_cursor_commit_together() -> None:
     events = [m for m in producer.committed if m[0] == SETTINGS.kafka_topic]
     assert [(key, value) for _, key, value, _ in events] == [(b"ua", b"a:created")]
     assert topics(producer.committed).count(SETTINGS.state_topic) == 3  # entry + 2 cursors
-    cursor = [m for m in producer.committed if m[1] == CURSOR_KEY][-1]
-    assert StoredCursor.decode(cursor[2] or b"").next_token == "t2"
-    assert runner.committed_cursor == "t2" and "a" in runner.state
+    cursor = [m for m in producer.committed if m[1] == TAIL_KEY][-1]
+    assert Lane.decode(TAIL_KEY, cursor[2] or b"").token == "t2"
+    tail = runner.checkpoint.tail
+    assert tail is not None and tail.token == "t2" and "a" in runner.checkpoint.sessions
     assert metrics.repeats_dropped._value.get() == 1
+
+
+def test_a_finished_slice_is_a_tombstone_committed_with_its_events() -> None:
+    producer = RecordingProducer()
+    slice_lane = Lane("s1", lo=100, hi=201, end=200, token="t0", seq=1)
+    checkpoint = Checkpoint()
+    checkpoint.lanes["s1"] = slice_lane
+    a = documented_record(session_id="a", user_id="ua")
+    runner, _, metrics = run([page("t1", a, lane=slice_lane, step=Step.DONE)], producer, checkpoint)
+    state_entries = {
+        key: value for topic, key, value, _ in producer.committed if topic == SETTINGS.state_topic
+    }
+    assert state_entries[b"slice:s1"] is None  # done: a tombstone
+    assert CATCHUP_KEY in state_entries
+    assert "s1" not in runner.checkpoint.lanes and runner.checkpoint.slices_done == 1
+    assert metrics.slices.labels("done")._value.get() == 1
 
 
 def test_an_abortable_commit_rewinds_and_leaves_state_untouched() -> None:
@@ -166,12 +196,13 @@ def test_an_abortable_commit_rewinds_and_leaves_state_untouched() -> None:
     a = documented_record(session_id="a", user_id="ua")
     runner, fetcher, metrics = run([page("t1", a), page("t1", a)], producer)
     assert producer.aborts == 1
-    assert fetcher.rewinds == ["t0"]  # back to the committed cursor
+    assert fetcher.rewinds == [(START,)]  # back to the committed lanes
     # the second delivery of the page is decided against the committed (empty) state,
     # so the event is produced again, in the transaction that commits
     events = [m for m in producer.committed if m[0] == SETTINGS.kafka_topic]
     assert [value for _, _, value, _ in events] == [b"a:created"]
-    assert runner.committed_cursor == "t1"
+    tail = runner.checkpoint.tail
+    assert tail is not None and tail.token == "t1"
     assert metrics.transactions.labels("aborted")._value.get() == 1
 
 
@@ -200,7 +231,7 @@ def test_a_record_the_schema_refuses_is_a_counted_dead_letter() -> None:
 @pytest.mark.parametrize("fail_commits", [0, 1])
 def test_state_is_applied_only_after_a_commit(fail_commits: int) -> None:
     producer = RecordingProducer(fail_commits=fail_commits)
-    state = SessionState()
+    checkpoint = Checkpoint()
     a = documented_record(session_id="a", user_id="ua")
-    run([page("t1", a)], producer, state=state)
-    assert ("a" in state) is (fail_commits == 0)
+    run([page("t1", a)], producer, checkpoint)
+    assert ("a" in checkpoint.sessions) is (fail_commits == 0)

@@ -1,0 +1,198 @@
+"""What the connector has committed, and what one transaction will add to it.
+
+The state topic ``<CONNECTOR_NAME>.state`` (compacted, one partition) holds:
+    ``s:<session id>``   the last published state of a session (``changes.state``)
+    ``cursor``           the live tail's lane (``catchup.lanes``)
+    ``slice:<id>``       each unfinished slice's lane; a tombstone once it is done
+    ``catchup``          how the catch-up goes: slices done, records/s, ETA (for ``status``)
+
+``Checkpoint`` is that content in memory, with one way in and one way out:
+    restore     each entry read back at start (``restore``)
+    begin       a ``Batch``: everything one transaction will commit, kept apart
+    messages    the entries a batch's commit writes, in the same transaction as its events
+    apply       after the commit, and only then, the batch becomes committed state
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from connector.catchup import planner
+from connector.catchup.lanes import TAIL_ID, Lane, is_lane_key, lane_id, newest
+from connector.changes.state import SessionEntry, SessionState, iter_encoded
+from connector.errors import FatalError
+
+CATCHUP_KEY: Final = b"catchup"
+
+
+@dataclass
+class Batch:
+    """Everything one transaction will commit, kept apart from committed state."""
+
+    started: float
+    updates: dict[str, SessionEntry] = field(default_factory=dict)
+    lanes: dict[str, Lane] = field(default_factory=dict)
+    changes: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    repeats: int = 0
+    stale: int = 0
+    records: int = 0
+    #: records read by slices (the backfill), for its rate
+    slice_records: int = 0
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.updates) or bool(self.lanes) or bool(self.dead_letters)
+
+    def take_lane(self, lane: Lane) -> None:
+        self.lanes[lane.id] = newest(self.lanes.get(lane.id), lane)
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Where the backfill in slices stands (also the ``catchup`` entry's content)."""
+
+    slices_pending: int
+    slices_running: int
+    slices_done: int
+    records_left: float
+    records_per_second: float | None
+    #: the oldest updated time not read yet (Unix seconds), if slices remain
+    position: float | None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.slices_pending or self.slices_running)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if not self.active:
+            return 0.0
+        if not self.records_per_second or not self.records_left:
+            return None
+        return self.records_left / self.records_per_second
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "slices_pending": self.slices_pending,
+                "slices_running": self.slices_running,
+                "slices_done": self.slices_done,
+                "records_left": round(self.records_left),
+                "records_per_second": self.records_per_second,
+                "eta_seconds": self.eta_seconds,
+                "position": self.position,
+                "at": time.time(),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+
+class Checkpoint:
+    def __init__(self) -> None:
+        self.sessions = SessionState()
+        self.lanes: dict[str, Lane] = {}
+        self.slices_done = 0
+        #: the ETA the last commit stored (``status`` reads it: it has no rate of its own)
+        self.stored_eta: float | None = None
+        #: records/s of the backfill, averaged over commits
+        self._rate: float | None = None
+        self._last_commit: float | None = None
+
+    # --- restore ------------------------------------------------------------------------
+    def restore(self, key: bytes, value: bytes | None) -> None:
+        """One entry of the state topic, in the topic's order."""
+        if key == CATCHUP_KEY:
+            if value is not None:
+                self.slices_done, self.stored_eta = _stored_catchup(value)
+        elif is_lane_key(key):
+            if value is None:
+                self.lanes.pop(lane_id(key), None)
+            else:
+                lane = Lane.decode(key, value)
+                self.lanes[lane.id] = lane
+        else:
+            self.sessions.restore_raw(key, value)
+
+    @property
+    def tail(self) -> Lane | None:
+        return self.lanes.get(TAIL_ID)
+
+    @property
+    def slices(self) -> list[Lane]:
+        return [lane for lane in self.lanes.values() if not lane.is_tail]
+
+    # --- one transaction ----------------------------------------------------------------
+    def begin(self, started: float) -> Batch:
+        return Batch(started)
+
+    def messages(self, batch: Batch) -> Iterator[tuple[bytes, bytes | None]]:
+        """The state-topic entries ``batch``'s commit writes (sessions, lanes, catch-up)."""
+        yield from iter_encoded(batch.updates)
+        for lane in batch.lanes.values():
+            yield lane.key, lane.encode()
+        if any(not lane.is_tail for lane in batch.lanes.values()):
+            yield CATCHUP_KEY, self.catchup(batch).encode()
+
+    def apply(self, batch: Batch, now: float) -> None:
+        """``batch`` was committed: it becomes the state."""
+        self.sessions.apply(batch.updates)
+        for lane in batch.lanes.values():
+            if lane.done and not lane.is_tail:
+                self.lanes.pop(lane.id, None)
+                self.slices_done += 1
+            else:
+                self.lanes[lane.id] = lane
+        if batch.slice_records and self._last_commit is not None and now > self._last_commit:
+            rate = batch.slice_records / (now - self._last_commit)
+            self._rate = rate if self._rate is None else self._rate + 0.2 * (rate - self._rate)
+        self._last_commit = now
+
+    def catchup(self, batch: Batch | None = None) -> CatchUp:
+        """Where the backfill stands (with ``batch``'s lanes, if given, as if committed)."""
+        lanes = dict(self.lanes)
+        done = self.slices_done
+        for lane in batch.lanes.values() if batch else ():
+            if lane.done and not lane.is_tail:
+                lanes.pop(lane.id, None)
+                done += 1
+            else:
+                lanes[lane.id] = lane
+        slices = [lane for lane in lanes.values() if not lane.is_tail]
+        running = sum(1 for lane in slices if lane.started)
+        return CatchUp(
+            slices_pending=len(slices) - running,
+            slices_running=running,
+            slices_done=done,
+            records_left=planner.remaining(slices),
+            records_per_second=self._rate,
+            position=min((lane.reached for lane in slices), default=None),
+        )
+
+    def position(self) -> float | None:
+        """The oldest updated time not read yet: the slowest slice's, else the tail's."""
+        slices = self.slices
+        if slices:
+            return min(lane.reached for lane in slices)
+        tail = self.tail
+        return tail.position if tail is not None else None
+
+    def resume(self, tail: Lane) -> tuple[Lane, ...]:
+        """The lanes to fetch from: the committed ones, with ``tail`` if none is stored."""
+        if TAIL_ID not in self.lanes:
+            return (tail, *self.slices)
+        return tuple(self.lanes.values())
+
+
+def _stored_catchup(value: bytes) -> tuple[int, float | None]:
+    """The slices done and the ETA from a ``catchup`` entry."""
+    try:
+        data = json.loads(value)
+        eta = data.get("eta_seconds")
+        return int(data.get("slices_done", 0)), float(eta) if eta is not None else None
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise FatalError(f"the state topic's catch-up entry is unreadable: {exc}") from None
