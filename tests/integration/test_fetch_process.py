@@ -1,9 +1,10 @@
 """The fetch process (connector.fetch_side) against the real emulator, over real HTTP.
 
-What the runner relies on: prepared pages arrive in order; a rewind re-reads from the
-given cursor and drops what an older generation still sends; the client's metrics reach
-the runner's registry; errors arrive as the same error; the child never outlives the
-runner, whether it is stopped, killed, or its parent is killed.
+What the runner relies on: every session arrives prepared, each lane's pages in order,
+whether one cursor or many slices read them; a rewind re-reads from the given lanes and
+drops what an older generation still sends; the client's metrics reach the runner's
+registry; errors arrive as the same error; the child never outlives the runner, whether
+it is stopped, killed, or its parent is killed.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from typing import Any
 
 import pytest
 
+from connector.catchup.crawl import Fetched
+from connector.catchup.lanes import TAIL_ID, Lane, Step, newest, unplanned_tail
 from connector.emulator import Emulator
 from connector.errors import FatalError, SourceFatalError
-from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess, RawPage
-from connector.learnosity.fetcher import Fetched
-from connector.learnosity.paging import Step
-from connector.models import PreparedPage
+from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess
 from connector.observability.metrics import Metrics
-from connector.settings import Settings, StartFrom
+from connector.settings import Settings
 from tests.support.connector_proc import wait_for
 
 pytestmark = pytest.mark.integration
@@ -37,6 +37,7 @@ def settings_for(emulator: Emulator, **overrides: str) -> Settings:
     values: dict[str, Any] = {
         key.lower(): value for key, value in {**emulator.env(), **overrides}.items()
     }
+    values.setdefault("learnosity_catchup_lag_seconds", 60)
     return Settings(
         **values, kafka_bootstrap_servers="unused:9092", learnosity_poll_interval_seconds=0.2
     )
@@ -48,11 +49,11 @@ def start_fetch() -> Iterator[Callable[..., FetchProcess]]:
     stop = threading.Event()
 
     def start(
-        settings: Settings, cursor: str | None = None, metrics: Metrics | None = None
+        settings: Settings, lanes: tuple[Lane, ...] | None = None, metrics: Metrics | None = None
     ) -> FetchProcess:
         process = FetchProcess(
-            FetchPlan(settings, StartFrom("earliest")),
-            cursor,
+            FetchPlan(settings),
+            lanes if lanes is not None else (unplanned_tail(None),),
             observer=metrics or Metrics(),
             stop=stop,
         )
@@ -66,32 +67,55 @@ def start_fetch() -> Iterator[Callable[..., FetchProcess]]:
         process.join(5)
 
 
-def next_page(process: FetchProcess) -> Fetched[PreparedPage]:
-    item = process.get(timeout=20)
-    assert item is not None, "no page within 20 s"
-    assert item.error is None, item.error
-    return item
+def next_page(process: FetchProcess) -> Fetched:
+    """The next item with a page (lane-only items, such as a plan, are skipped)."""
+    while True:
+        item = process.get(timeout=20)
+        assert item is not None, "nothing within 20 s"
+        assert item.error is None, item.error
+        if item.page is not None:
+            return item
 
 
 def read_to_end(process: FetchProcess) -> list[str]:
+    """Session ids in the order read, until every slice is done and the tail caught up;
+    each lane's positions must never go back."""
     ids: list[str] = []
-    while True:
-        item = next_page(process)
-        assert item.page is not None
+    lanes: dict[str, Lane] = {}
+    tail_caught_up = False
+    while not tail_caught_up or any(not lane.done for lane in lanes.values()):
+        item = process.get(timeout=20)
+        assert item is not None, "nothing within 20 s"
+        assert item.error is None, item.error
+        for lane in item.lanes:
+            if lane.id != TAIL_ID:
+                lanes[lane.id] = newest(lanes.get(lane.id), lane)
+        if item.page is None:
+            continue
+        lane = item.lanes[0]
+        positions = [r.updated_ms for r in item.page.records]
+        assert positions == sorted(positions), f"lane {lane.id} went back in a page"
         ids += [r.session_id for r in item.page.records]
-        if item.step is not Step.MORE:
-            return ids
+        if lane.id == TAIL_ID:
+            tail_caught_up = tail_caught_up or item.step is Step.CAUGHT_UP
+    return ids
 
 
-def test_every_session_arrives_prepared_in_order(
-    emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
+@pytest.mark.parametrize("concurrency", ["1", "8"])
+def test_every_session_arrives_prepared(
+    emulator_factory: Callable[..., Emulator],
+    start_fetch: Callable[..., FetchProcess],
+    concurrency: str,
 ) -> None:
     emulator = emulator_factory(sessions=420)
     metrics = Metrics()
-    process = start_fetch(settings_for(emulator), metrics=metrics)
+    settings = settings_for(emulator, LEARNOSITY_MAX_CONCURRENCY=concurrency)
+    process = start_fetch(settings, metrics=metrics)
     ids = read_to_end(process)
     truth = [s["session_id"] for s in emulator.sessions()]
-    assert sorted(ids) == sorted(truth) and len(ids) == 420
+    assert set(ids) == set(truth)  # slices overlap by a second: a few are read twice
+    if concurrency == "1":  # one cursor: each exactly once, in the service's order
+        assert len(ids) == 420
     rendered = metrics.render().decode()
     requests = [
         line
@@ -101,17 +125,15 @@ def test_every_session_arrives_prepared_in_order(
     assert requests and float(requests[0].split()[-1]) >= 9  # 420 / 50 pages, forwarded
 
 
-def test_pages_sent_ahead_ride_through_faults(
+def test_concurrent_fetches_ride_through_faults(
     emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
 ) -> None:
-    # a failed answer to a request sent ahead is fetched again, in order, once
     emulator = emulator_factory(
         sessions=500, faults={"error_rate": 0.1, "truncate_rate": 0.05, "reset_rate": 0.05}
     )
     metrics = Metrics()
     ids = read_to_end(start_fetch(settings_for(emulator), metrics=metrics))
-    assert sorted(ids) == sorted(s["session_id"] for s in emulator.sessions())
-    assert len(ids) == len(set(ids)) == 500
+    assert set(ids) == {s["session_id"] for s in emulator.sessions()}
     retried = [
         line
         for line in metrics.render().decode().splitlines()
@@ -125,11 +147,11 @@ def test_a_rewind_re_reads_and_drops_the_older_generation(
     emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
 ) -> None:
     emulator = emulator_factory(sessions=300)
-    process = start_fetch(settings_for(emulator))
+    process = start_fetch(settings_for(emulator, LEARNOSITY_MAX_CONCURRENCY="1"))
     first = next_page(process)
     second = next_page(process)
     assert first.page is not None and second.page is not None
-    process.rewind(first.cursor)  # back to after page 1: page 2 comes again
+    process.rewind((first.lanes[0],))  # back to after page 1: page 2 comes again
     again = next_page(process)
     assert again.generation == 1 == process.generation
     assert again.page is not None
@@ -139,22 +161,17 @@ def test_a_rewind_re_reads_and_drops_the_older_generation(
 def test_the_child_fetches_ahead_while_the_runner_is_busy(
     emulator_factory: Callable[..., Emulator], start_fetch: Callable[..., FetchProcess]
 ) -> None:
-    emulator = emulator_factory(sessions=3000)
+    emulator = emulator_factory(sessions=12000)
     process = start_fetch(settings_for(emulator))
-    # nobody calls get(): as during a commit, pages pile up in the runner's process,
-    # up to the bound, and then the child waits
+    # nobody calls get(): as during a commit, items pile up in the runner's process, up
+    # to the bound, and then the child's workers wait
     wait_for(
-        lambda: process.pages_ahead >= PAGES_AHEAD,
+        lambda: process._items.qsize() >= PAGES_AHEAD,
         timeout=30,
-        what=f"{PAGES_AHEAD} pages fetched ahead",
+        what=f"{PAGES_AHEAD} items fetched ahead",
     )
-    assert process.pages_ahead == PAGES_AHEAD
-    # the first page found the runner waiting, so the child handed it over raw; by the
-    # last, pages were piling up in the runner, so the child prepared it (the pipe holds
-    # two pages at most: the child saw at least 37 waiting)
-    piled = [item.page for item in list(process._pages.queue) if item is not None]
-    assert isinstance(piled[0], RawPage) and isinstance(piled[-1], PreparedPage)
-    assert sorted(read_to_end(process)) == sorted(s["session_id"] for s in emulator.sessions())
+    assert process._items.qsize() == PAGES_AHEAD
+    assert set(read_to_end(process)) == {s["session_id"] for s in emulator.sessions()}
 
 
 def test_a_refused_secret_arrives_as_the_same_error(
@@ -182,13 +199,14 @@ def test_a_child_that_dies_is_a_fatal_error(
 
 PARENT = """
 import sys, threading
-from connector.fetch_side import PAGES_AHEAD, FetchPlan, FetchProcess
+from connector.catchup.lanes import unplanned_tail
+from connector.fetch_side import FetchPlan, FetchProcess
 from connector.observability.metrics import Metrics
-from connector.settings import Settings, StartFrom
+from connector.settings import Settings
 env = dict(arg.split("=", 1) for arg in sys.argv[1:])
 settings = Settings(**{k.lower(): v for k, v in env.items()},
                     kafka_bootstrap_servers="unused:9092", learnosity_poll_interval_seconds=0.2)
-process = FetchProcess(FetchPlan(settings, StartFrom("earliest")), None,
+process = FetchProcess(FetchPlan(settings), (unplanned_tail(None),),
                        observer=Metrics(), stop=threading.Event())
 process.start()
 assert process.get(timeout=20) is not None

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import pickle
 import threading
-from typing import Any
 
-from connector import fastjson
+from connector.catchup.crawl import CrawlStats, Fetched
+from connector.catchup.lanes import TAIL_ID, Lane, Step
 from connector.errors import FatalError
-from connector.fetch_side import FetchPlan, FetchProcess, RawPage, _SharedPreparing
-from connector.learnosity.fetcher import Fetched
-from connector.learnosity.paging import Step
-from connector.models import Page, PreparedPage
+from connector.fetch_side import FetchPlan, FetchProcess
 from connector.observability.metrics import Metrics
-from connector.settings import Settings, StartFrom
-from tests.support.records import documented_record
+from connector.settings import Settings
 
 SETTINGS = Settings(
     learnosity_consumer_key="k",
@@ -38,9 +34,7 @@ class ScriptedPipe:
 
 def process_reading(*messages: bytes) -> tuple[FetchProcess, Metrics]:
     metrics = Metrics()
-    process = FetchProcess(
-        FetchPlan(SETTINGS, StartFrom("earliest")), None, observer=metrics, stop=threading.Event()
-    )
+    process = FetchProcess(FetchPlan(SETTINGS), (), observer=metrics, stop=threading.Event())
     process._conn = ScriptedPipe(*messages)  # type: ignore[assignment]
     process._read()  # the reader thread's loop, run here until the pipe ends
     return process, metrics
@@ -62,55 +56,19 @@ def test_a_message_the_reader_cannot_take_stops_the_runner_with_one_clear_error(
     assert "reading from the fetch process failed" in str(item.error)
 
 
-RECORDS: list[Any] = [
-    documented_record(session_id="s-1"),
-    documented_record(session_id="s-2", score=3.5, status="Completed"),
-    {"session_id": "s-3"},  # invalid: a dead letter, either side
-]
+def test_the_childs_stats_reach_the_metrics() -> None:
+    _, metrics = process_reading(pickle.dumps(("stats", CrawlStats(7, 12, 0.15))))
+    rendered = metrics.render().decode()
+    assert "learnosity_connector_api_requests_in_flight 7.0" in rendered
+    assert "learnosity_connector_fetch_workers 12.0" in rendered
 
 
-def summary(page: PreparedPage) -> tuple[Any, ...]:
-    """What a prepared page says, but for the time it was prepared at (in the bodies)."""
-    records = [(r.session_id, r.user_id, r.status, r.fingerprint) for r in page.records]
-    return records, page.dead_letters, page.fetched, page.position
-
-
-def page_message(page: Any, cursor: str) -> bytes:
-    return pickle.dumps(("page", Fetched(0, page, Step.MORE, cursor)))
-
-
-def test_a_page_handed_over_raw_is_prepared_in_the_runner_as_the_child_would() -> None:
-    prepare = FetchPlan(SETTINGS, StartFrom("earliest")).preparer()
-    in_child = prepare(Page(tuple(RECORDS), "c1"))
+def test_items_of_an_older_generation_are_dropped() -> None:
+    lane = Lane(TAIL_ID, token="t1", seq=1)
     process, _ = process_reading(
-        page_message(RawPage(fastjson.dumps(RECORDS)), "c1"), page_message(in_child, "c2")
+        pickle.dumps(("page", Fetched(0, (lane,), step=Step.MORE))),
+        pickle.dumps(("page", Fetched(1, (lane,), step=Step.MORE))),
     )
-    raw, prepared = process.get(timeout=1), process.get(timeout=1)
-    assert raw is not None and prepared is not None
-    assert isinstance(raw.page, PreparedPage) and raw.cursor == "c1"
-    assert summary(raw.page) == summary(in_child) and len(raw.page.dead_letters) == 1
-    assert prepared.page == in_child and prepared.cursor == "c2"
-
-
-def test_the_backlog_the_child_reads_follows_the_runners_queue() -> None:
-    pages = [page_message(RawPage(b"[]"), f"c{n}") for n in range(3)]
-    process, _ = process_reading(*pages)
-    assert process._backlog.value == 4  # the pages and the end of the pipe
-    process.get(timeout=1)
-    assert process._backlog.value == 3
-
-
-def test_the_child_hands_pages_over_raw_only_while_the_runner_waits() -> None:
-    waiting = [True]
-    shared = _SharedPreparing(
-        FetchPlan(SETTINGS, StartFrom("earliest")).preparer(), lambda: waiting[0]
-    )
-    page = Page(tuple(RECORDS), "c1")
-    raw = shared(page)
-    assert isinstance(raw, RawPage) and raw.page().records == page.records
-    waiting[0] = False
-    assert isinstance(shared(page), PreparedPage)
-    # what JSON cannot carry exactly (an int beyond 64 bits) is prepared in the child
-    waiting[0] = True
-    huge = Page((documented_record(score=2**70),), "c1")
-    assert isinstance(shared(huge), PreparedPage)
+    process._generation = 1  # as after one rewind
+    item = process.get(timeout=1)
+    assert item is not None and item.generation == 1
