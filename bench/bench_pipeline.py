@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,8 +174,11 @@ def kafka_broker(work: Path) -> Iterator[KafkaBroker]:
 
 
 @contextlib.contextmanager
-def emulator_process(sessions: int, log: Path, seed: int = 1) -> Iterator[tuple[int, str]]:
-    """``learnosity-connector emulator`` in its own process: (pid, base URL)."""
+def emulator_process(
+    sessions: int, log: Path, seed: int = 1, extra: Sequence[str] = ()
+) -> Iterator[tuple[int, str]]:
+    """``learnosity-connector emulator`` in its own process: (pid, base URL). ``extra``
+    flags come last, so they override the quiet defaults (argparse keeps the last)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARNOSITY_")}
     command = [
         sys.executable,
@@ -196,6 +199,7 @@ def emulator_process(sessions: int, log: Path, seed: int = 1) -> Iterator[tuple[
         "0",
         "--changes-per-second",
         "0",
+        *extra,
     ]
     with log.open("ab") as err:
         proc = subprocess.Popen(

@@ -44,6 +44,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="requests per consumer per window; 0 turns it off (default 1000)",
     )
     serve.add_argument("--rate-window", type=float, default=5.0, metavar="S", help="seconds")
+    serve.add_argument(
+        "--request-log",
+        metavar="FILE",
+        help="append '<Unix ms> <HTTP status>' per request here (buffered; whole at exit)",
+    )
 
     work = parser.add_argument_group("workload")
     work.add_argument("--seed", type=int, default=1)
@@ -59,6 +64,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--load", metavar="FILE", help="initial sessions from a JSON-lines file")
     work.add_argument("--save", metavar="FILE", help="write all sessions here on exit")
     work.add_argument("--truth", metavar="FILE", help="append every state change here")
+    work.add_argument(
+        "--truth-skip-initial",
+        action="store_true",
+        help="leave the initial sessions out of --truth (only the changes made later)",
+    )
 
     faults = parser.add_argument_group("fault injection (all off by default)")
     faults.add_argument("--fault-latency-ms", type=float, default=0.0)
@@ -124,6 +134,8 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         save_path=args.save,
         truth_path=args.truth,
         keep_truth_in_memory=False,
+        truth_initial=not args.truth_skip_initial,
+        request_log_path=args.request_log,
         tick_seconds=args.tick_ms / 1000.0,
         rate_limit=args.rate_limit,
         rate_window_seconds=args.rate_window,

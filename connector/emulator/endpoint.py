@@ -30,6 +30,7 @@ from connector.emulator.cursor import encode_token
 from connector.emulator.faults import After, Before, FaultConfig, FaultInjector
 from connector.emulator.query import ScoresQuery, parse_query
 from connector.emulator.ratelimit import RateLimiter
+from connector.emulator.requestlog import RequestLog
 from connector.emulator.security import Consumers, verify
 from connector.emulator.store import SessionStore
 from connector.emulator.truth import TruthLog
@@ -99,6 +100,7 @@ class ScoresEndpoint:
         clock: Callable[[], float] = time.time,
         min_version: tuple[int, int] = (2022, 1),
         cache_records: bool = True,
+        request_log: RequestLog | None = None,
     ) -> None:
         self.store = store
         self.consumers = consumers
@@ -110,6 +112,7 @@ class ScoresEndpoint:
         self.min_version = min_version
         #: False re-encodes every record on every page (the benchmark's baseline)
         self.cache_records = cache_records
+        self.request_log = request_log
         self.stats = EndpointStats()
         self._issued: OrderedDict[str, bytes] = OrderedDict()
 
@@ -125,6 +128,8 @@ class ScoresEndpoint:
         if reply.status >= 400:
             self.stats.errors[reply.status] = self.stats.errors.get(reply.status, 0) + 1
         reply.delay_seconds = delay
+        if self.request_log is not None:
+            self.request_log.record(self.clock(), reply.status)
         return reply
 
     def _handle(self, method: str, target: str, body: bytes) -> Reply:

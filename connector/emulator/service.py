@@ -31,6 +31,7 @@ from connector.emulator.http import HttpProtocol, start_server
 from connector.emulator.persist import load_workload, save_workload
 from connector.emulator.ratelimit import RateLimiter
 from connector.emulator.records import SessionState
+from connector.emulator.requestlog import RequestLog
 from connector.emulator.security import Consumers
 from connector.emulator.store import SessionStore
 from connector.emulator.truth import TruthLog
@@ -67,6 +68,10 @@ class EmulatorConfig:
     save_path: str | None = None
     truth_path: str | None = None
     keep_truth_in_memory: bool = True
+    #: False: the truth log leaves out the initial sessions (only later changes)
+    truth_initial: bool = True
+    #: append ``<Unix ms> <status>`` per request to this file (``requestlog``)
+    request_log_path: str | None = None
     #: False: no background changes; tests drive ``workload`` by hand
     ticking: bool = True
     tick_seconds: float = 0.05
@@ -88,7 +93,12 @@ class Emulator:
         self.clock = clock
         self.lock = threading.RLock()
         self.store = SessionStore()
-        self.truth = TruthLog(config.truth_path, keep_in_memory=config.keep_truth_in_memory)
+        self.truth = TruthLog(
+            config.truth_path,
+            keep_in_memory=config.keep_truth_in_memory,
+            log_initial=config.truth_initial,
+        )
+        self.request_log = RequestLog(config.request_log_path) if config.request_log_path else None
         self.workload = self._make_workload(config)
         # The initial sessions live as long as the process: keep them out of every future
         # garbage collection, which would otherwise walk them all again and again.
@@ -107,6 +117,7 @@ class Emulator:
             clock=clock,
             min_version=config.min_version,
             cache_records=config.cache_records,
+            request_log=self.request_log,
         )
         self.url: str | None = None
         self.port: int | None = None
@@ -232,6 +243,8 @@ class Emulator:
             if self.config.save_path:
                 save_workload(self.config.save_path, self.store.sessions())
             self.truth.close()
+            if self.request_log is not None:
+                self.request_log.close()
 
     def request_stop(self) -> None:
         """Ask a serving emulator to stop (from any thread, or a signal handler)."""

@@ -36,12 +36,20 @@ _Entry = tuple[int, str, SessionState, str | None, bool] | tuple[int, dict[str, 
 class TruthLog:
     """Appends changes to an optional JSON-lines file and, optionally, to memory."""
 
-    def __init__(self, path: str | Path | None = None, *, keep_in_memory: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        keep_in_memory: bool = True,
+        log_initial: bool = True,
+    ) -> None:
         self.path = Path(path) if path else None
         self._file: IO[str] | None = (
             self.path.open("a", encoding="utf-8") if self.path is not None else None
         )
         self._keep = keep_in_memory
+        #: False: the initial sessions are not logged (a million lines take ~20 s to write)
+        self._log_initial = log_initial
         self._entries: list[_Entry] = []
         self.seq = 0
 
@@ -54,6 +62,8 @@ class TruthLog:
         initial: bool = False,
     ) -> None:
         self.seq += 1
+        if initial and not self._log_initial:
+            return
         if self._keep:
             self._entries.append((self.seq, change, state, previous_status, initial))
         if self._file is not None:
