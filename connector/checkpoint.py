@@ -63,6 +63,9 @@ class CatchUp:
     records_per_second: float | None
     #: the oldest updated time not read yet (Unix seconds), if slices remain
     position: float | None
+    #: records and seconds of updated time the finished slices covered
+    done_records: int = 0
+    done_seconds: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -86,6 +89,8 @@ class CatchUp:
                 "records_per_second": self.records_per_second,
                 "eta_seconds": self.eta_seconds,
                 "position": self.position,
+                "done_records": self.done_records,
+                "done_seconds": self.done_seconds,
                 "at": time.time(),
             },
             separators=(",", ":"),
@@ -97,6 +102,9 @@ class Checkpoint:
         self.sessions = SessionState()
         self.lanes: dict[str, Lane] = {}
         self.slices_done = 0
+        #: records and seconds of updated time the finished slices covered: their density
+        self.done_records = 0
+        self.done_seconds = 0.0
         #: the ETA the last commit stored (``status`` reads it: it has no rate of its own)
         self.stored_eta: float | None = None
         #: records/s of the backfill, averaged over commits
@@ -108,7 +116,8 @@ class Checkpoint:
         """One entry of the state topic, in the topic's order."""
         if key == CATCHUP_KEY:
             if value is not None:
-                self.slices_done, self.stored_eta = _stored_catchup(value)
+                stored = _stored_catchup(value)
+                self.slices_done, self.stored_eta, self.done_records, self.done_seconds = stored
         elif is_lane_key(key):
             if value is None:
                 self.lanes.pop(lane_id(key), None)
@@ -145,6 +154,8 @@ class Checkpoint:
             if lane.done and not lane.is_tail:
                 self.lanes.pop(lane.id, None)
                 self.slices_done += 1
+                self.done_records += lane.records
+                self.done_seconds += _span(lane)
             else:
                 self.lanes[lane.id] = lane
         if batch.slice_records and self._last_commit is not None and now > self._last_commit:
@@ -168,10 +179,15 @@ class Checkpoint:
             slices_pending=len(slices) - running,
             slices_running=running,
             slices_done=done,
-            records_left=planner.remaining(slices),
+            records_left=planner.remaining(slices, self._done_density()),
             records_per_second=self._rate,
             position=min((lane.reached for lane in slices), default=None),
+            done_records=self.done_records,
+            done_seconds=self.done_seconds,
         )
+
+    def _done_density(self) -> float | None:
+        return self.done_records / self.done_seconds if self.done_seconds else None
 
     def position(self) -> float | None:
         """The oldest updated time not read yet: the slowest slice's, else the tail's."""
@@ -188,11 +204,22 @@ class Checkpoint:
         return tuple(self.lanes.values())
 
 
-def _stored_catchup(value: bytes) -> tuple[int, float | None]:
-    """The slices done and the ETA from a ``catchup`` entry."""
+def _span(lane: Lane) -> float:
+    """The seconds of updated time a slice covered."""
+    end = lane.end if lane.end is not None else lane.hi
+    return float(end - lane.lo + 1) if end is not None and lane.lo is not None else 0.0
+
+
+def _stored_catchup(value: bytes) -> tuple[int, float | None, int, float]:
+    """Slices done, ETA, and the finished slices' records and seconds, from the entry."""
     try:
         data = json.loads(value)
         eta = data.get("eta_seconds")
-        return int(data.get("slices_done", 0)), float(eta) if eta is not None else None
+        return (
+            int(data.get("slices_done", 0)),
+            float(eta) if eta is not None else None,
+            int(data.get("done_records", 0)),
+            float(data.get("done_seconds", 0.0)),
+        )
     except (ValueError, AttributeError, TypeError) as exc:
         raise FatalError(f"the state topic's catch-up entry is unreadable: {exc}") from None

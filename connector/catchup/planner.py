@@ -105,9 +105,10 @@ def average_density(lanes: Iterable[Lane]) -> float | None:
     return records / seconds if seconds else None
 
 
-def remaining(slices: Sequence[Lane]) -> float:
-    """Records the unfinished slices still have to read, estimated (0 with no density)."""
-    average = average_density(slices)
+def remaining(slices: Sequence[Lane], prior: float | None = None) -> float:
+    """Records the unfinished slices still have to read, estimated from their density so
+    far, else ``prior`` (the finished slices'); 0 with no density at all."""
+    average = average_density(slices) or prior
     if average is None:
         return 0.0
     return sum(left(lane, average) for lane in slices if not lane.done)

@@ -249,7 +249,7 @@ class Emulator:
     def request_stop(self) -> None:
         """Ask a serving emulator to stop (from any thread, or a signal handler)."""
         loop, stopping = self._loop, self._stopping
-        if loop is not None and stopping is not None:
+        if loop is not None and stopping is not None and not loop.is_closed():
             loop.call_soon_threadsafe(stopping.set)
 
     def run(self, on_listening: Callable[[str], None] | None = None) -> None:

@@ -55,8 +55,15 @@ def read_compacted(
         partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
         if not partitions:
             return 0
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        pending = set(partitions)
+        assigned = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions]
+        consumer.assign(assigned)
+        # The end is the high watermark as we start, or the first EOF. A writer that
+        # commits all the time (``status`` beside a running connector) may never let
+        # the consumer see an EOF: the last record is often a transaction marker.
+        ends = {
+            tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in assigned
+        }
+        pending = {p for p, end in ends.items() if end > 0}
         count = 0
         deadline = time.monotonic() + timeout
         while pending:
@@ -72,6 +79,9 @@ def read_compacted(
                     pending.discard(message.partition())
                 elif error.fatal() or not error.retriable():
                     raise KafkaFatalError(f"reading {topic!r}: {error.str()}")
+            for position in consumer.position([TopicPartition(topic, p) for p in pending]):
+                if position.offset >= ends[position.partition]:
+                    pending.discard(position.partition)
         return count
     except KafkaException as exc:
         raise RetriableError(f"reading {topic!r}: {exc.args[0].str()}") from exc

@@ -7,8 +7,6 @@ every change themselves, then wait until Kafka shows it (no sleeps).
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -18,27 +16,13 @@ from connector.emulator.faults import FaultConfig
 from connector.kafka.reader import Received, read_topic
 from dev.kafka_broker import KafkaBroker
 from tests.support.connector_proc import ConnectorProcess, wait_for
-from tests.support.murmur2 import java_partition
 from tests.support.pipeline import (
-    Landed,
+    assert_stream_is_clean,
     content,
     count_messages,
-    duplicate_deliveries,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def assert_stream_is_clean(landed: Landed, partitions: int = 4) -> None:
-    """No duplicate, no repeat, in order per session, keyed and partitioned like Java."""
-    assert duplicate_deliveries(landed) == [], "an event was delivered twice"
-    for events in landed.by_session().values():
-        for before, after in itertools.pairwise(events):
-            assert content(before) != content(after), "two consecutive identical events"
-            assert before["dt_updated"] <= after["dt_updated"], "events out of order"
-    for message, event in zip(landed.messages, landed.events, strict=True):
-        assert message.key == event["user_id"].encode()
-        assert message.partition == java_partition(event["user_id"].encode(), partitions)
 
 
 def test_end_to_end_live_changes(make_pipeline) -> None:  # type: ignore[no-untyped-def]

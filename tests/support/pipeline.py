@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import uuid
 from collections import defaultdict
@@ -15,6 +16,7 @@ from fastavro import parse_schema, schemaless_reader
 from connector.emulator.service import Emulator
 from connector.kafka.reader import Received, read_topic
 from tests.support.connector_proc import ConnectorProcess, wait_for
+from tests.support.murmur2 import java_partition
 
 AVRO_DIR = Path(__file__).resolve().parents[2] / "avro"
 
@@ -77,6 +79,18 @@ def duplicate_deliveries(landed: Landed) -> list[tuple[str, str]]:
             duplicates.append(delivery)
         seen.add(delivery)
     return duplicates
+
+
+def assert_stream_is_clean(landed: Landed, partitions: int = 4) -> None:
+    """No duplicate, no repeat, in order per session, keyed and partitioned like Java."""
+    assert duplicate_deliveries(landed) == [], "an event was delivered twice"
+    for events in landed.by_session().values():
+        for before, after in itertools.pairwise(events):
+            assert content(before) != content(after), "two consecutive identical events"
+            assert before["dt_updated"] <= after["dt_updated"], "events out of order"
+    for message, event in zip(landed.messages, landed.events, strict=True):
+        assert message.key == event["user_id"].encode()
+        assert message.partition == java_partition(event["user_id"].encode(), partitions)
 
 
 def read_events(client_config: dict[str, str], topic: str, idle: float = 1.5) -> Landed:
