@@ -27,11 +27,9 @@ from typing import Any
 from pydantic import SecretStr
 
 # only `connector` is imported (installed editable), so PYTHONPATH=<copy> takes the copy
-from connector import fastjson
 from connector.changes.event import source_fields
 from connector.changes.prepare import PagePreparer
 from connector.emulator import Emulator, EmulatorConfig, WorkloadConfig
-from connector.fetch_side import RawPage
 from connector.gc_tuning import tune_gc
 from connector.kafka import event_writer
 from connector.kafka.serde import BodyEncoder
@@ -83,12 +81,9 @@ def main() -> None:
         f"{count:,} emulator records in {len(pages)} pages; CPU us per record, best of "
         f"{args.repeat}"
     )
-    raw = [RawPage(fastjson.dumps(page.records)) for page in pages]
     steps: tuple[tuple[str, Callable[[], object]], ...] = (
         ("precise", lambda: [precise(page) for page in pages]),
         ("one-pass", lambda: [one_pass(page) for page in pages]),
-        ("hand raw", lambda: [RawPage(fastjson.dumps(page.records)) for page in pages]),
-        ("take raw", lambda: [page.page() for page in raw]),
     )
     for name, step in steps:
         best = float("inf")

@@ -8,7 +8,7 @@
    to a compacted ``<name>.state`` topic with a transactional producer, 20,000 per
    transaction as the runner commits them; then, each in a fresh process:
      read floor   the same read_committed consumer reading every message, nothing else
-     restore      ``connector.commands.run.restore_state`` (read_compacted + decode_entry
+     restore      ``connector.commands.run.restore_state`` (read_compacted + Checkpoint.restore
                   + SessionState.restore_entry), what ``run`` does before it fetches
    The broker and the reader share this machine's cores: that is part of the figure.
 
@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:  # `python bench/bench_state.py` puts only bench/ 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
 
 from bench.bench_pipeline import kafka_broker, machine_lines, peak_rss, rss  # noqa: E402
+from connector.catchup.lanes import TAIL_ID, Lane  # noqa: E402
 from connector.changes.state import (  # noqa: E402
     KNOWN_STATUSES,
     SessionEntry,
@@ -50,7 +51,6 @@ from connector.changes.state import (  # noqa: E402
     encode_entry,
 )
 from connector.kafka.admin import TopicSpec, ensure_topics  # noqa: E402
-from connector.kafka.state_topic import CURSOR_KEY, StoredCursor  # noqa: E402
 
 PER_TRANSACTION = 20_000  # the runner's MAX_BATCH_RECORDS
 MEMORY_TARGET = 200
@@ -66,7 +66,13 @@ def entries(count: int, seed: int = 11) -> list[tuple[str, SessionEntry]]:
     rng = random.Random(seed + 1)
     statuses = list(KNOWN_STATUSES)
     return [
-        (sid, SessionEntry(rng.getrandbits(64), rng.choice(statuses)))
+        # updated times like the API's: ms over the past year
+        (
+            sid,
+            SessionEntry(
+                rng.getrandbits(64), rng.choice(statuses), 1_764_000_000_000 + rng.getrandbits(35)
+            ),
+        )
         for sid in session_ids(count, seed)
     ]
 
@@ -167,8 +173,8 @@ def write_state_topic(bootstrap: str, topic: str, count: int) -> tuple[float, fl
                 except BufferError:
                     producer.poll(0.1)
         if start + PER_TRANSACTION >= len(data):
-            cursor = StoredCursor("1700000000.000001", committed_at=StoredCursor.now())
-            producer.produce(topic, cursor.encode(), CURSOR_KEY)
+            tail = Lane(TAIL_ID, token="1700000000.000001", seq=1)
+            producer.produce(topic, tail.encode(), tail.key)
         producer.commit_transaction(60)
     return time.perf_counter() - started, time.process_time() - cpu
 
@@ -216,13 +222,13 @@ def restore_worker(bootstrap: str, name: str) -> dict[str, Any]:
     )
     before = rss(os.getpid())
     started, cpu = time.perf_counter(), time.process_time()
-    state, cursor, count = restore_state(settings)
+    checkpoint, count = restore_state(settings)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     gc.collect()
-    assert cursor is not None, "the cursor entry was not restored"
+    assert checkpoint.tail is not None, "the tail's cursor entry was not restored"
     return {
         "entries": count,
-        "sessions": len(state),
+        "sessions": len(checkpoint.sessions),
         "wall": wall,
         "cpu": cpu,
         "state_rss": rss(os.getpid()) - before,

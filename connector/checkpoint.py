@@ -5,6 +5,7 @@ The state topic ``<CONNECTOR_NAME>.state`` (compacted, one partition) holds:
     ``cursor``           the live tail's lane (``catchup.lanes``)
     ``slice:<id>``       each unfinished slice's lane; a tombstone once it is done
     ``catchup``          how the catch-up goes: slices done, records/s, ETA (for ``status``)
+    ``commit``           when the last transaction committed, by which version (``status``)
 
 ``Checkpoint`` is that content in memory, with one way in and one way out:
     restore     each entry read back at start (``restore``)
@@ -19,14 +20,17 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Final
 
+from connector import __version__
 from connector.catchup import planner
 from connector.catchup.lanes import TAIL_ID, Lane, is_lane_key, lane_id, newest
 from connector.changes.state import SessionEntry, SessionState, iter_encoded
 from connector.errors import FatalError
 
 CATCHUP_KEY: Final = b"catchup"
+COMMIT_KEY: Final = b"commit"
 
 
 @dataclass
@@ -105,6 +109,8 @@ class Checkpoint:
         #: records and seconds of updated time the finished slices covered: their density
         self.done_records = 0
         self.done_seconds = 0.0
+        #: when the last transaction committed and which connector version committed it
+        self.last_commit: dict[str, str] = {}
         #: the ETA the last commit stored (``status`` reads it: it has no rate of its own)
         self.stored_eta: float | None = None
         #: records/s of the backfill, averaged over commits
@@ -114,7 +120,9 @@ class Checkpoint:
     # --- restore ------------------------------------------------------------------------
     def restore(self, key: bytes, value: bytes | None) -> None:
         """One entry of the state topic, in the topic's order."""
-        if key == CATCHUP_KEY:
+        if key == COMMIT_KEY:
+            self.last_commit = _stored_commit(value)
+        elif key == CATCHUP_KEY:
             if value is not None:
                 stored = _stored_catchup(value)
                 self.slices_done, self.stored_eta, self.done_records, self.done_seconds = stored
@@ -146,6 +154,8 @@ class Checkpoint:
             yield lane.key, lane.encode()
         if any(not lane.is_tail for lane in batch.lanes.values()):
             yield CATCHUP_KEY, self.catchup(batch).encode()
+        commit = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "by": __version__}
+        yield COMMIT_KEY, json.dumps(commit, separators=(",", ":")).encode()
 
     def apply(self, batch: Batch, now: float) -> None:
         """``batch`` was committed: it becomes the state."""
@@ -195,13 +205,23 @@ class Checkpoint:
         if slices:
             return min(lane.reached for lane in slices)
         tail = self.tail
-        return tail.position if tail is not None else None
+        if tail is None or not tail.planned:
+            return None
+        return tail.position if tail.position is not None else tail.lo
 
     def resume(self, tail: Lane) -> tuple[Lane, ...]:
         """The lanes to fetch from: the committed ones, with ``tail`` if none is stored."""
         if TAIL_ID not in self.lanes:
             return (tail, *self.slices)
         return tuple(self.lanes.values())
+
+
+def _stored_commit(value: bytes | None) -> dict[str, str]:
+    try:
+        data = json.loads(value) if value is not None else {}
+        return {"at": str(data.get("at", "")), "by": str(data.get("by", ""))}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise FatalError(f"the state topic's commit entry is unreadable: {exc}") from None
 
 
 def _span(lane: Lane) -> float:

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     producer.close()
     print(
         f"cursor of {settings.connector_name}: "
-        f"{before['cursor'] or before['tail_from'] or 'none'} -> start from {target}"
+        f"{before['cursor'] or before['start_from'] or 'none'} -> start from {target}"
         + (f"; {len(before['slices'])} unfinished slices cleared" if before["slices"] else "")
     )
     print(

@@ -47,6 +47,16 @@ def _slice(lane: Lane) -> dict[str, Any]:
     }
 
 
+def _start_from(tail: Lane | None) -> str | None:
+    """Where the tail reads from when it has no token: a time, or the earliest record
+    (a reset, or a run that has not planned yet)."""
+    if tail is None or tail.token is not None:
+        return None
+    if tail.lo is None:
+        return None if tail.planned else "earliest"
+    return _iso(tail.lo)
+
+
 def summarize(settings: Settings) -> dict[str, Any]:
     """What the state topic holds now: the tail, the slices, sessions, instances."""
     checkpoint = Checkpoint()
@@ -54,7 +64,7 @@ def summarize(settings: Settings) -> dict[str, Any]:
         settings.kafka_client_config(), settings.state_topic, checkpoint.restore
     )
     tail = checkpoint.tail
-    position = tail.position if tail else None
+    position = checkpoint.position() if not checkpoint.slices else None
     catchup = checkpoint.catchup()
     slices = sorted(checkpoint.slices, key=lambda lane: lane.lo or 0)
     return {
@@ -62,10 +72,12 @@ def summarize(settings: Settings) -> dict[str, Any]:
         "state_topic": settings.state_topic,
         "entries_read": entries,
         "cursor": tail.token if tail else None,
-        "tail_from": _iso(tail.lo) if tail and tail.token is None and tail.lo else None,
+        "start_from": _start_from(tail),
         "position": _iso(position),
         "lag_seconds": round(time.time() - position, 1) if position else None,
         "sessions_tracked": len(checkpoint.sessions),
+        "last_commit": checkpoint.last_commit.get("at") or None,
+        "last_commit_by_version": checkpoint.last_commit.get("by") or None,
         "slices_pending": catchup.slices_pending,
         "slices_running": catchup.slices_running,
         "slices_done": catchup.slices_done,
@@ -85,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
         return 0
-    if summary["cursor"] is None and summary["tail_from"] is None and not summary["slices"]:
+    if summary["cursor"] is None and summary["start_from"] is None and not summary["slices"]:
         print(
             f"{settings.connector_name}: no cursor stored yet "
             f"(a run starts from LEARNOSITY_START_FROM={settings.learnosity_start_from})"

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -86,6 +86,7 @@ def test_status_reads_the_state_without_disturbing_a_running_connector(
     make_pipeline: MakePipeline,
 ) -> None:
     pipeline = make_pipeline(sessions=200)
+    pipeline.env["LEARNOSITY_MAX_CONCURRENCY"] = "1"  # one cursor (slices: test_catchup)
     before = status(pipeline)  # nothing stored yet: no topic, no cursor
     assert before["cursor"] is None and before["sessions_tracked"] == 0
     assert before["running_instances"] == []
@@ -124,6 +125,7 @@ def test_reset_to_a_time_re_reads_from_it_without_re_emitting(
     make_pipeline: MakePipeline,
 ) -> None:
     pipeline = make_pipeline(sessions=200)
+    pipeline.env["LEARNOSITY_MAX_CONCURRENCY"] = "1"  # every record read exactly once
     emulator = pipeline.emulator
     first = pipeline.connector()
     first.wait_ready()
@@ -149,7 +151,9 @@ def test_reset_to_a_time_re_reads_from_it_without_re_emitting(
     assert f"position was {stored['position']}" in done.stdout
     assert "200 session fingerprints kept" in done.stdout
     moved = status(pipeline)
-    assert moved["cursor"] is None and moved["start_from"] == when
+    # the Data API's mintime is whole seconds: the reset starts from the second it is in
+    start = datetime.fromtimestamp(int(unix(target)), UTC).isoformat()
+    assert moved["cursor"] is None and moved["start_from"] == start
     assert moved["sessions_tracked"] == 200
 
     second = pipeline.connector()
@@ -175,6 +179,7 @@ def test_reset_to_a_time_re_reads_from_it_without_re_emitting(
 
 def test_reset_to_latest_and_earliest(make_pipeline: MakePipeline) -> None:
     pipeline = make_pipeline(sessions=100)
+    pipeline.env["LEARNOSITY_MAX_CONCURRENCY"] = "1"  # every record read exactly once
     first = pipeline.connector()
     first.wait_ready()
     before = pipeline.converge()
