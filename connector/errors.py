@@ -12,7 +12,7 @@
         ├── SourceFatalError     Learnosity refused the request (credentials, domain, version)
         └── KafkaFatalError      fenced, unauthorized, or an unrecoverable producer state
 
-Lower-level errors (httpx, confluent-kafka) are translated at the module boundary that
+Lower-level errors (httpx2, confluent-kafka) are translated at the module boundary that
 imports the library, with ``raise ... from exc``, so nothing above it imports them.
 Messages never contain secrets: they are built from codes, URLs and settings names only.
 """

@@ -1,12 +1,17 @@
 """The Data API client: sign, send, classify, and retry each kind of failure its own way.
 
-    rate limited  wait ``Retry-After`` or the 5-second window, with jitter; always retried
+    rate limited  pause the shared budget for ``Retry-After`` or the 5-second window, with
+                  jitter, so every thread using the client waits it out; always retried
     transient     exponential backoff with full jitter, capped; ``max_attempts`` bounds it
                   (None: forever, as ``run`` does; ``fetch`` gives up after a few)
-    too large     20027: ask again with half the ``limit``, and keep the smaller limit
+    too large     20027, or a body past the transport's size bound: ask again with half
+                  the ``limit``, and keep the smaller limit (for every thread)
     fatal         raised at once: retrying cannot fix credentials, clocks or parameters
 
-Waits go through ``stop.wait`` so a shutdown interrupts them (ShutdownRequested).
+One client serves many threads at once (each paging its own time slice): the transport's
+connection pool, the request budget and the page-size ceiling are shared and thread-safe,
+and nothing else a request uses outlives it. Waits go through ``stop`` so a shutdown
+interrupts them (ShutdownRequested).
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from typing import Any, Protocol
 from pydantic import SecretStr
 
 from connector.errors import (
-    ConnectorError,
     RateLimitedError,
     ResponseTooLargeError,
     ShutdownRequested,
@@ -33,7 +37,7 @@ from connector.learnosity.backoff import Backoff, rate_limit_delay
 from connector.learnosity.budget import RequestBudget
 from connector.learnosity.responses import parse_response
 from connector.learnosity.signing import sdk_headers, signed_form
-from connector.learnosity.transport import HttpTransport, InFlight
+from connector.learnosity.transport import HttpTransport
 from connector.models import Page
 from connector.settings import Settings
 
@@ -43,7 +47,10 @@ MAX_LIMIT = 50
 
 
 class ApiObserver(Protocol):
-    """What the client reports, for metrics; the client itself imports no metrics library."""
+    """What the client reports, for metrics; the client itself imports no metrics library.
+
+    Called from every thread that uses the client: implementations must be thread-safe.
+    """
 
     def request_finished(self, outcome: str, seconds: float) -> None: ...
 
@@ -64,15 +71,6 @@ class _NoObserver:
 
 
 @dataclass(frozen=True)
-class PendingPage:
-    """A request sent ahead (``DataApiClient.begin``) whose page is not read yet."""
-
-    params: dict[str, Any]
-    started: float
-    sent: InFlight
-
-
-@dataclass(frozen=True)
 class Credentials:
     consumer_key: str
     consumer_secret: SecretStr
@@ -80,7 +78,7 @@ class Credentials:
 
 
 class DataApiClient:
-    """Fetches pages of ``/sessions/scores``. Thread-compatible, not thread-safe."""
+    """Fetches pages of ``/sessions/scores``. Thread-safe: share one between threads."""
 
     def __init__(
         self,
@@ -105,8 +103,10 @@ class DataApiClient:
         self._rng = rng or random.Random()
         self._clock = clock
         self._headers = sdk_headers(credentials.consumer_key, endpoint_url)
-        #: lowered after a 20027 and kept low: the same records would be too large again
+        #: lowered after a 20027 (or a body past the transport's bound) and kept low: the
+        #: same records would be too large again; every thread's pages follow it
         self.limit_ceiling = MAX_LIMIT
+        self._ceiling_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -126,6 +126,8 @@ class DataApiClient:
             transport=HttpTransport(
                 settings.learnosity_connect_timeout_seconds,
                 settings.learnosity_read_timeout_seconds,
+                # a connection for each request in flight at once
+                max_connections=settings.learnosity_max_concurrency,
             ),
             budget=RequestBudget(settings.learnosity_max_requests_per_second),
             observer=observer,
@@ -135,21 +137,25 @@ class DataApiClient:
     def __repr__(self) -> str:  # never the credentials
         return f"DataApiClient({self.endpoint_url!r})"
 
-    def _signed(self, params: dict[str, Any]) -> dict[str, str]:
+    def _signed(self, params: dict[str, Any], priority: bool) -> dict[str, str]:
         """The request's form, once the budget allows one more request."""
-        waited = self._budget.acquire()
+        waited = self._budget.acquire(priority, self._stop)
         if waited:
             self._observer.budget_waited(waited)
         creds = self._credentials
         return signed_form(creds.consumer_key, creds.consumer_secret, creds.domain, dict(params))
 
-    def _limit(self, params: dict[str, Any]) -> int:
-        """The page size to ask for: the caller's, within what the service accepted."""
-        return min(int(params.get("limit", MAX_LIMIT)), self.limit_ceiling)
+    def _lower_ceiling(self, limit: int) -> int:
+        """After a too-large answer at ``limit``: half of it becomes everyone's ceiling
+        (unless another thread lowered it further meanwhile); returns the ceiling."""
+        with self._ceiling_lock:
+            self.limit_ceiling = min(self.limit_ceiling, max(1, limit // 2))
+            return self.limit_ceiling
 
-    def fetch_once(self, params: dict[str, Any]) -> Page:
-        """One attempt: wait for the budget, sign, send, classify."""
-        form = self._signed(params)
+    def fetch_once(self, params: dict[str, Any], *, priority: bool = False) -> Page:
+        """One attempt: wait for the budget (``priority``: ahead of the others), sign,
+        send, classify."""
+        form = self._signed(params, priority)
         started = self._clock()
         outcome = "transient"
         try:
@@ -166,50 +172,22 @@ class DataApiClient:
         finally:
             self._observer.request_finished(outcome, self._clock() - started)
 
-    # --- pipelining: ask for the next page while this one is processed -----------------
-    def begin(self, params: dict[str, Any]) -> PendingPage | None:
-        """Send the request for ``params`` now; ``finish`` returns its page. None where
-        the transport cannot pipeline (then ``fetch`` as usual)."""
-        params = {**params, "limit": self._limit(params)}
-        form = self._signed(params)
-        started = self._clock()
-        sent = self._transport.send_form(self.endpoint_url, form, self._headers)
-        return PendingPage(params, started, sent) if sent is not None else None
-
-    def finish(self, pending: PendingPage) -> Page:
-        """The page ``begin`` asked for. Anything but a good answer goes the way of
-        ``fetch`` from the start (retried, classified), as if nothing had been sent."""
-        outcome = "transient"
-        try:
-            raw = self._transport.receive(pending.sent)
-            page = parse_response(raw.status, raw.headers, raw.body)
-            outcome = "ok"
-        except RateLimitedError:
-            outcome = "rate_limited"
-        except SourceFatalError:
-            outcome = "fatal"
-        except ConnectorError:
-            pass  # transient, too large: fetch() knows what to do
-        finally:
-            self._observer.request_finished(outcome, self._clock() - pending.started)
-        if outcome != "ok":
-            return self.fetch(pending.params)
-        limit = pending.params["limit"]
-        return Page(page.records, page.next_token, page.server_time, limit, page.meta)
-
-    def abandon(self, pending: PendingPage) -> None:
-        """Never read ``pending``'s answer (rewound meanwhile)."""
-        self._transport.abandon(pending.sent)
-
-    def fetch(self, params: dict[str, Any], *, max_attempts: int | None = None) -> Page:
-        """Fetch one page, retrying what can be retried. ``max_attempts`` bounds transients."""
-        limit = self._limit(params)
+    def fetch(
+        self, params: dict[str, Any], *, priority: bool = False, max_attempts: int | None = None
+    ) -> Page:
+        """Fetch one page, retrying what can be retried. ``max_attempts`` bounds transients;
+        ``priority`` (the live tail) goes ahead of other threads waiting for the budget."""
+        limit = int(params.get("limit", MAX_LIMIT))
         transient_failures = 0
         while True:
+            limit = min(limit, self.limit_ceiling)  # other threads may have lowered it
             try:
-                page = self.fetch_once({**params, "limit": limit})
+                page = self.fetch_once({**params, "limit": limit}, priority=priority)
             except RateLimitedError as exc:
-                self._wait("rate_limited", rate_limit_delay(exc.retry_after, self._rng))
+                # the quota is the key's: every thread waits, in the budget's next acquire
+                delay = rate_limit_delay(exc.retry_after, self._rng)
+                self._budget.pause(delay)
+                self._observer.retrying("rate_limited", delay)
                 continue
             except TransientError as exc:
                 transient_failures += 1
@@ -225,16 +203,17 @@ class DataApiClient:
             except ResponseTooLargeError:
                 if limit <= 1:
                     raise SourceFatalError(
-                        "20027: a single record is too large for the Data API to return",
+                        "20027: a single record is too large for the Data API to return "
+                        "(or larger than the transport's response size bound)",
                         20027,
                     ) from None
-                smaller = max(1, limit // 2)
+                smaller = self._lower_ceiling(limit)
                 log.warning(
-                    "Data API response too large (20027); retrying the page with a smaller limit",
+                    "Data API response too large; retrying the page with a smaller limit",
                     extra={"limit": limit, "new_limit": smaller},
                 )
                 self._observer.retrying("response_too_large", 0.0)
-                limit = self.limit_ceiling = smaller
+                limit = smaller
                 continue
             return Page(page.records, page.next_token, page.server_time, limit, page.meta)
 

@@ -1,5 +1,5 @@
 """Independent clients against the emulator over HTTP: the official SDK's own iterator,
-and plain httpx signing with the SDK. Neither is the project's client."""
+and plain httpx2 signing with the SDK. Neither is the project's client."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from learnosity_sdk.exceptions import DataApiException
 from learnosity_sdk.request import DataApi, Init
@@ -43,7 +43,7 @@ def httpx_pages(emulator: Emulator, request: dict[str, Any]) -> list[dict[str, A
     """Page until the empty page, as LEARNOSITY.md says a client must."""
     pages = []
     url = emulator.endpoint_url()
-    with httpx.Client(timeout=10) as client:
+    with httpx2.Client(timeout=10) as client:
         token = None
         while True:
             packet = dict(request, **({"next": token} if token else {}))
@@ -129,7 +129,7 @@ def test_the_sdk_raises_on_errors(emulator_factory: Callable[..., Emulator]) -> 
 
 def test_http_level_answers(emulator: Emulator) -> None:
     assert emulator.url is not None
-    with httpx.Client(base_url=emulator.url, timeout=10) as client:
+    with httpx2.Client(base_url=emulator.url, timeout=10) as client:
         missing = client.post("/v2025.2.LTS/nothing/here", data={})
         assert missing.status_code == 404
         assert missing.json()["meta"]["status"] is False
@@ -139,6 +139,6 @@ def test_http_level_answers(emulator: Emulator) -> None:
         # keep-alive: several requests on one connection
         for _ in range(3):
             assert client.post("/v2025.2.LTS/sessions/scores", data={}).status_code == 400
-    with httpx.Client(timeout=10) as client:
+    with httpx2.Client(timeout=10) as client:
         chunked = client.post(emulator.endpoint_url(), content=iter([b"a=b"]))
         assert chunked.status_code == 411

@@ -1,4 +1,4 @@
-"""Each injected fault, seen by a plain httpx client over a real socket."""
+"""Each injected fault, seen by a plain httpx2 client over a real socket."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from learnosity_sdk.request import Init
 
@@ -15,7 +15,7 @@ from connector.emulator import Emulator
 pytestmark = pytest.mark.integration
 
 
-def post(client: httpx.Client, emulator: Emulator, request: dict[str, Any]) -> httpx.Response:
+def post(client: httpx2.Client, emulator: Emulator, request: dict[str, Any]) -> httpx2.Response:
     form = Init(
         "data",
         {"consumer_key": emulator.consumer_key, "domain": "localhost"},
@@ -30,18 +30,18 @@ def post(client: httpx.Client, emulator: Emulator, request: dict[str, Any]) -> h
 
 @pytest.fixture
 def client() -> Any:
-    with httpx.Client(timeout=10) as client:
+    with httpx2.Client(timeout=10) as client:
         yield client
 
 
-def test_no_fault_by_default(emulator: Emulator, client: httpx.Client) -> None:
+def test_no_fault_by_default(emulator: Emulator, client: httpx2.Client) -> None:
     for _ in range(20):
         assert post(client, emulator, {"limit": 5}).status_code == 200
     assert emulator.stats()["faults"] == {}
 
 
 def test_latency_fixed_and_jittered(
-    emulator_factory: Callable[..., Emulator], client: httpx.Client
+    emulator_factory: Callable[..., Emulator], client: httpx2.Client
 ) -> None:
     emulator = emulator_factory(faults={"latency_ms": 150, "latency_jitter_ms": 100})
     started = time.perf_counter()
@@ -50,7 +50,7 @@ def test_latency_fixed_and_jittered(
 
 
 def test_error_rate_answers_500_502_503(
-    emulator_factory: Callable[..., Emulator], client: httpx.Client
+    emulator_factory: Callable[..., Emulator], client: httpx2.Client
 ) -> None:
     emulator = emulator_factory(faults={"error_rate": 1.0})
     statuses = {post(client, emulator, {}).status_code for _ in range(30)}
@@ -61,7 +61,7 @@ def test_error_rate_answers_500_502_503(
     assert gateway.headers["content-type"].startswith("text/html")
 
 
-def test_429_bursts(emulator_factory: Callable[..., Emulator], client: httpx.Client) -> None:
+def test_429_bursts(emulator_factory: Callable[..., Emulator], client: httpx2.Client) -> None:
     emulator = emulator_factory(faults={"burst_429_every": 5, "burst_429_length": 2})
     statuses = [post(client, emulator, {}).status_code for _ in range(10)]
     assert statuses == [200, 200, 200, 429, 429] * 2
@@ -71,14 +71,14 @@ def test_429_bursts(emulator_factory: Callable[..., Emulator], client: httpx.Cli
     assert burst.json()["meta"]["code"] == 42000
 
 
-def test_truncated_body(emulator_factory: Callable[..., Emulator], client: httpx.Client) -> None:
+def test_truncated_body(emulator_factory: Callable[..., Emulator], client: httpx2.Client) -> None:
     emulator = emulator_factory(faults={"truncate_rate": 1.0})
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(httpx2.RemoteProtocolError):
         post(client, emulator, {"limit": 50})
 
 
 def test_status_false_with_http_200(
-    emulator_factory: Callable[..., Emulator], client: httpx.Client
+    emulator_factory: Callable[..., Emulator], client: httpx2.Client
 ) -> None:
     emulator = emulator_factory(faults={"status_false_rate": 1.0})
     response = post(client, emulator, {})
@@ -88,7 +88,7 @@ def test_status_false_with_http_200(
 
 
 def test_stalled_cursor_returns_the_same_token_and_page(
-    emulator_factory: Callable[..., Emulator], client: httpx.Client
+    emulator_factory: Callable[..., Emulator], client: httpx2.Client
 ) -> None:
     emulator = emulator_factory(sessions=300, faults={"stall_rate": 1.0})
     first = post(client, emulator, {"sort": "asc", "limit": 10}).json()
@@ -100,7 +100,7 @@ def test_stalled_cursor_returns_the_same_token_and_page(
 
 
 def test_malformed_record_is_logged_in_the_truth(
-    emulator_factory: Callable[..., Emulator], client: httpx.Client
+    emulator_factory: Callable[..., Emulator], client: httpx2.Client
 ) -> None:
     emulator = emulator_factory(sessions=100, faults={"malformed_rate": 1.0})
     seen = 0
@@ -120,9 +120,9 @@ def test_malformed_record_is_logged_in_the_truth(
     assert seen == 60
 
 
-def test_connection_reset(emulator_factory: Callable[..., Emulator], client: httpx.Client) -> None:
+def test_connection_reset(emulator_factory: Callable[..., Emulator], client: httpx2.Client) -> None:
     emulator = emulator_factory(faults={"reset_rate": 1.0})
-    with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+    with pytest.raises((httpx2.ReadError, httpx2.RemoteProtocolError)):
         post(client, emulator, {})
 
 
@@ -130,7 +130,7 @@ def test_faults_are_drawn_from_the_seed(emulator_factory: Callable[..., Emulator
     outcomes = []
     for _ in range(2):
         emulator = emulator_factory(seed=5, faults={"error_rate": 0.3, "status_false_rate": 0.2})
-        with httpx.Client(timeout=10) as client:
+        with httpx2.Client(timeout=10) as client:
             outcomes.append(
                 [
                     (

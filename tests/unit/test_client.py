@@ -1,4 +1,5 @@
-"""The Data API client against httpx's MockTransport: every outcome class, and no secret leaks."""
+"""The Data API client against httpx2's MockTransport: every outcome class, no secret leaks,
+and one client shared by many threads."""
 
 import json
 import logging
@@ -8,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
+import httpx2
 import pytest
 from pydantic import SecretStr
 
@@ -21,6 +22,8 @@ from connector.errors import (
 from connector.learnosity.budget import RequestBudget
 from connector.learnosity.client import Credentials, DataApiClient
 from connector.learnosity.transport import HttpTransport
+from connector.models import Page
+from tests.support.clock import FakeClock, until_waiting
 
 URL = "http://emulator.test/v2025.2.LTS/sessions/scores"
 SECRET = "very-secret-value-1234"
@@ -54,25 +57,25 @@ class Observer:
         pass
 
 
-def ok(records: list[dict[str, Any]], token: str = "t1") -> httpx.Response:
-    return httpx.Response(200, json={"meta": {"status": True, "next": token}, "data": records})
+def ok(records: list[dict[str, Any]], token: str = "t1") -> httpx2.Response:
+    return httpx2.Response(200, json={"meta": {"status": True, "next": token}, "data": records})
 
 
 def error(
     http: int, code: int, message: str = "m", headers: dict[str, str] | None = None
-) -> httpx.Response:
+) -> httpx2.Response:
     meta = {"status": False, "code": code, "message": message}
-    return httpx.Response(http, json={"meta": meta, "data": None}, headers=headers)
+    return httpx2.Response(http, json={"meta": meta, "data": None}, headers=headers)
 
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
-def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-    queue: Iterator[httpx.Response | Exception] = iter(responses)
+def scripted(*responses: httpx2.Response | Exception) -> tuple[Handler, list[httpx2.Request]]:
+    seen: list[httpx2.Request] = []
+    queue: Iterator[httpx2.Response | Exception] = iter(responses)
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(request)
         item = next(queue)
         if isinstance(item, Exception):
@@ -83,20 +86,23 @@ def scripted(*responses: httpx.Response | Exception) -> tuple[Handler, list[http
 
 
 def make_client(
-    handler: Handler, stop: threading.Event | None = None, observer: Observer | None = None
+    handler: Handler,
+    stop: threading.Event | None = None,
+    observer: Observer | None = None,
+    budget: RequestBudget | None = None,
 ) -> DataApiClient:
     return DataApiClient(
         URL,
         Credentials("consumer", SecretStr(SECRET), "localhost"),
-        transport=HttpTransport(transport=httpx.MockTransport(handler)),
-        budget=RequestBudget(1e9),
+        transport=HttpTransport(transport=httpx2.MockTransport(handler)),
+        budget=budget or RequestBudget(1e9),
         stop=stop or RecordingStop(),
         observer=observer,
         rng=random.Random(1),
     )
 
 
-def form_of(request: httpx.Request) -> dict[str, str]:
+def form_of(request: httpx2.Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
 
 
@@ -116,11 +122,11 @@ def test_transient_failures_are_retried_with_growing_capped_backoff() -> None:
     stop = RecordingStop()
     observer = Observer()
     handler, seen = scripted(
-        httpx.Response(503),
-        httpx.ConnectError("refused"),
-        httpx.ReadTimeout("slow"),
-        httpx.Response(200, content=b'{"meta": {"status": tr'),
-        httpx.RemoteProtocolError("peer closed connection without sending complete body"),
+        httpx2.Response(503),
+        httpx2.ConnectError("refused"),
+        httpx2.ReadTimeout("slow"),
+        httpx2.Response(200, content=b'{"meta": {"status": tr'),
+        httpx2.RemoteProtocolError("peer closed connection without sending complete body"),
         ok([]),
     )
     page = make_client(handler, stop, observer).fetch({"limit": 50})
@@ -133,28 +139,36 @@ def test_transient_failures_are_retried_with_growing_capped_backoff() -> None:
 
 
 def test_fetch_gives_up_after_max_attempts() -> None:
-    handler, seen = scripted(*[httpx.Response(500)] * 3)
+    handler, seen = scripted(*[httpx2.Response(500)] * 3)
     with pytest.raises(TransientError):
         make_client(handler).fetch({}, max_attempts=3)
     assert len(seen) == 3
 
 
-def test_rate_limit_waits_for_retry_after_or_the_window() -> None:
+def test_rate_limit_pauses_the_budget_for_retry_after_or_the_window() -> None:
     stop = RecordingStop()
+    clock = FakeClock()
+    observer = Observer()
     handler, _ = scripted(
         error(429, 42000, headers={"Retry-After": "2"}),
         error(200, 42000),
         ok([{"session_id": "a"}]),
     )
-    make_client(handler, stop).fetch({})
-    assert 2.0 <= stop.waits[0] <= 3.0  # Retry-After plus jitter
-    assert 5.0 <= stop.waits[1] <= 6.0  # no hint: the 5-second window plus jitter
+    budget = RequestBudget(1e9, clock=clock, sleep=clock.sleep)
+    make_client(handler, stop, observer, budget).fetch({})
+    assert 2.0 <= clock.slept[0] <= 3.0  # Retry-After plus jitter
+    assert 5.0 <= clock.slept[1] <= 6.0  # no hint: the 5-second window plus jitter
+    assert stop.waits == []  # waited in the budget, where every thread waits
+    assert observer.retries == ["rate_limited", "rate_limited"]
 
 
 def test_rate_limits_are_retried_even_past_max_attempts() -> None:
+    clock = FakeClock()
     handler, seen = scripted(*[error(429, 42000)] * 5, ok([]))
-    make_client(handler).fetch({}, max_attempts=1)
+    budget = RequestBudget(1e9, clock=clock, sleep=clock.sleep)
+    make_client(handler, budget=budget).fetch({}, max_attempts=1)
     assert len(seen) == 6
+    assert len(clock.slept) == 5
 
 
 def test_too_large_halves_the_limit_and_keeps_it(caplog: pytest.LogCaptureFixture) -> None:
@@ -181,7 +195,7 @@ def test_too_large_halves_the_limit_and_keeps_it(caplog: pytest.LogCaptureFixtur
         (error(400, 20000), "parameter"),
     ],
 )
-def test_fatal_errors_are_not_retried(response: httpx.Response, cause: str) -> None:
+def test_fatal_errors_are_not_retried(response: httpx2.Response, cause: str) -> None:
     stop = RecordingStop()
     handler, seen = scripted(response)
     with pytest.raises(SourceFatalError, match=cause):
@@ -190,7 +204,7 @@ def test_fatal_errors_are_not_retried(response: httpx.Response, cause: str) -> N
 
 
 def test_shutdown_interrupts_a_retry_wait() -> None:
-    handler, _ = scripted(httpx.Response(500), httpx.Response(500))
+    handler, _ = scripted(httpx2.Response(500), httpx2.Response(500))
     with pytest.raises(ShutdownRequested):
         make_client(handler, RecordingStop(stop_after=1)).fetch({})
 
@@ -198,8 +212,8 @@ def test_shutdown_interrupts_a_retry_wait() -> None:
 def test_the_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
     failures: list[Exception] = []
     handler, _ = scripted(
-        httpx.Response(500, text=SECRET),  # even if a server echoed it back
-        httpx.ConnectError("refused"),
+        httpx2.Response(500, text=SECRET),  # even if a server echoed it back
+        httpx2.ConnectError("refused"),
         error(403, 41003, message="bad signature"),
     )
     client = make_client(handler)
@@ -217,3 +231,103 @@ def test_the_secret_never_leaks(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_rate_limited_error_keeps_the_hint() -> None:
     assert RateLimitedError("x", 1.5).retry_after == 1.5
+
+
+# --- one client, many threads ----------------------------------------------------------
+def test_a_rate_limit_in_one_thread_pauses_the_others() -> None:
+    clock = FakeClock(gate=threading.Event())  # waits for the clock hold until the gate opens
+    budget = RequestBudget(1e9, clock=clock, sleep=clock.sleep)
+    sent_at: list[float] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        with lock:
+            sent_at.append(clock())
+            first = len(sent_at) == 1
+        return error(429, 42000, headers={"Retry-After": "3"}) if first else ok([])
+
+    class PauseSeen(Observer):
+        paused = threading.Event()
+
+        def retrying(self, reason: str, delay_seconds: float) -> None:
+            super().retrying(reason, delay_seconds)
+            self.paused.set()
+
+    observer = PauseSeen()
+    client = make_client(handler, observer=observer, budget=budget)
+    limited = threading.Thread(target=client.fetch, args=({},))
+    limited.start()
+    assert observer.paused.wait(10)  # its 429 is in; it waits in the budget now
+    other = threading.Thread(target=client.fetch, args=({},))
+    other.start()
+    until_waiting(budget, 2)  # the other thread queued behind the pause too
+    assert clock.gate is not None
+    clock.gate.set()
+    limited.join(10)
+    other.join(10)
+    assert len(sent_at) == 3
+    assert sent_at[0] == 0.0
+    assert all(3.0 <= t <= 4.0 for t in sent_at[1:])  # Retry-After plus jitter, for both
+
+
+def test_the_page_size_ceiling_only_falls_when_threads_shrink_it_at_once() -> None:
+    ceilings: list[int] = []
+    client: DataApiClient
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        ceilings.append(client.limit_ceiling)
+        limit = json.loads(form_of(request)["request"])["limit"]
+        return error(200, 20027) if limit > 6 else ok([{"limit": limit}])
+
+    client = make_client(handler)
+    start = threading.Barrier(16)
+    pages: list[Page] = []
+
+    def fetch() -> None:
+        start.wait(10)
+        pages.append(client.fetch({"limit": 50}))
+
+    threads = [threading.Thread(target=fetch) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(pages) == 16
+    assert all(page.limit <= 6 for page in pages)
+    assert client.limit_ceiling == 6
+    assert ceilings == sorted(ceilings, reverse=True)  # never raised back by a late thread
+
+
+def test_a_body_past_the_transports_bound_halves_the_limit() -> None:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        limit = json.loads(form_of(request)["request"])["limit"]
+        return ok([{"session_id": "x" * 100}] * limit)
+
+    client = DataApiClient(
+        URL,
+        Credentials("consumer", SecretStr(SECRET), "localhost"),
+        transport=HttpTransport(transport=httpx2.MockTransport(handler), max_response_bytes=2000),
+        budget=RequestBudget(1e9),
+    )
+    page = client.fetch({"limit": 50})
+    assert page.limit == 12 and len(page.records) == 12
+    assert client.limit_ceiling == 12
+
+
+def test_priority_reaches_the_budget() -> None:
+    class Recording(RequestBudget):
+        def __init__(self) -> None:
+            super().__init__(1e9)
+            self.asked: list[bool] = []
+
+        def acquire(self, priority: bool = False, stop: threading.Event | None = None) -> float:
+            self.asked.append(priority)
+            return super().acquire(priority, stop)
+
+    budget = Recording()
+    handler, _ = scripted(ok([]), ok([]), ok([]))
+    client = make_client(handler, budget=budget)
+    client.fetch({}, priority=True)
+    client.fetch({})
+    client.fetch_once({}, priority=True)
+    assert budget.asked == [True, False, True]
