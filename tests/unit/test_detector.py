@@ -194,3 +194,69 @@ def test_change_fields() -> None:
     assert changed.previous_fingerprint == created.fingerprint
     assert changed.user_id == "user-of-s1" and changed.session_id == "s1"
     assert changed.event_id != created.event_id
+
+
+# --- updated times: stale records ----------------------------------------------------------
+T1, T2, T3 = "2024-05-01T10:00:00.100Z", "2024-05-01T10:00:00.200Z", "2024-05-01T10:00:01.000Z"
+T2_MS = 1_714_557_600_200
+
+
+def test_a_record_older_than_the_published_one_is_stale_dropped_and_counted() -> None:
+    """A slice may deliver an old version after the tail published a newer one."""
+    state = SessionState()
+    committed(ChangeDetector(), state, [record(score=2, dt_updated=T2)])
+    result = ChangeDetector().detect([record(score=1, dt_updated=T1)], state)
+    assert result.stale == 1 and result.changes == [] and result.updates == {}
+    assert result.repeats == 0
+
+
+def test_stale_records_are_told_within_a_batch_and_against_pending_pages() -> None:
+    newer, older = record(score=2, dt_updated=T2), record(score=1, dt_updated=T1)
+    one_batch = ChangeDetector().detect([newer, older], SessionState())
+    assert [c.kind for c in one_batch.changes] == [ChangeKind.CREATED] and one_batch.stale == 1
+    pending = ChangeDetector().detect([newer], SessionState()).updates
+    later_page = ChangeDetector().detect([older], SessionState(), pending)
+    assert later_page.stale == 1 and later_page.changes == []
+
+
+def test_a_record_at_the_same_time_is_not_stale() -> None:
+    state = SessionState()
+    committed(ChangeDetector(), state, [record(score=1, dt_updated=T2)])
+    result = ChangeDetector().detect([record(score=2, dt_updated=T2)], state)
+    assert result.stale == 0 and [c.kind for c in result.changes] == [ChangeKind.SCORE_CHANGED]
+
+
+def test_a_repeat_with_a_newer_time_moves_the_entrys_time_on() -> None:
+    """Nothing is emitted, but the session's entry remembers how far it has come, so an
+    older version read later is stale."""
+    state = SessionState()
+    committed(ChangeDetector(), state, [record(score=1, dt_updated=T1)])
+    before = state.get("s1")
+    assert before is not None
+    result = ChangeDetector().detect([record(score=1, dt_updated=T2)], state)
+    assert result.changes == [] and result.repeats == 1 and result.stale == 0
+    assert result.updates == {"s1": before._replace(updated_ms=T2_MS)}
+    state.apply(result.updates)
+    assert ChangeDetector().detect([record(score=5, dt_updated=T1)], state).stale == 1
+
+
+def test_a_repeat_with_an_older_time_is_stale_and_changes_nothing() -> None:
+    state = SessionState()
+    committed(ChangeDetector(), state, [record(score=1, dt_updated=T2)])
+    result = ChangeDetector().detect([record(score=1, dt_updated=T1)], state)
+    assert result.stale == 1 and result.repeats == 0 and result.updates == {}
+
+
+def test_a_record_without_a_time_is_never_stale() -> None:
+    state = SessionState()
+    committed(ChangeDetector(), state, [record(score=1, dt_updated=T3)])
+    changed = ChangeDetector().detect([record(score=2)], state)
+    assert changed.stale == 0 and [c.kind for c in changed.changes] == [ChangeKind.SCORE_CHANGED]
+    repeated = ChangeDetector().detect([record(score=1, dt_updated="not a time")], state)
+    assert repeated.stale == 0 and repeated.repeats == 1 and repeated.updates == {}
+
+
+def test_updates_carry_the_records_updated_time() -> None:
+    result = ChangeDetector().detect([record(score=1, dt_updated=T2), record("s2")], SessionState())
+    assert result.updates["s1"].updated_ms == T2_MS
+    assert result.updates["s2"].updated_ms == -1  # no time: unknown

@@ -146,3 +146,82 @@ def test_restore_raw_refuses_what_decode_entry_refuses() -> None:
     state = SessionState()
     with pytest.raises(StateEntryError):
         state.restore_raw(b"s:abc", b"\x09garbage")
+
+
+# --- format 2: the updated time ------------------------------------------------------------
+UPDATED_MS = st.integers(-(2**63), 2**63 - 1)
+
+
+def test_the_v2_entry_format_is_pinned() -> None:
+    entry = SessionEntry(0x0102030405060708, "Completed", 0x0A0B0C0D0E0F)
+    key, value = encode_entry("abc", entry)
+    assert key == b"s:abc"
+    assert value == (
+        b"\x02"
+        + bytes.fromhex("0102030405060708")
+        + bytes.fromhex("00000A0B0C0D0E0F")
+        + b"Completed"
+    )
+    assert encode_entry("abc", SessionEntry(1, None, -1))[1] == b"\x02" + bytes(7) + b"\x01" + (
+        b"\xff" * 8
+    )
+
+
+@given(UTF8_TEXT.filter(bool), FINGERPRINTS, st.none() | UTF8_TEXT.filter(bool), UPDATED_MS)
+def test_v2_entries_round_trip_with_their_updated_time(
+    session_id: str, fp: int, status: str | None, updated_ms: int
+) -> None:
+    entry = SessionEntry(fp, status, updated_ms)
+    assert decode_entry(*encode_entry(session_id, entry)) == (session_id, entry)
+
+
+@given(
+    st.text(min_size=1, max_size=20),
+    FINGERPRINTS,
+    st.none() | st.text(min_size=1, max_size=30),
+    st.integers(-1, 2**62),
+)
+def test_the_state_keeps_the_updated_time_through_every_way_in(
+    session_id: str, fp: int, status: str | None, updated_ms: int
+) -> None:
+    """apply, restore_entry and restore_raw (its fast path) all keep ``updated_ms``."""
+    entry = SessionEntry(fp, status, updated_ms)
+    applied, decoded, raw = SessionState(), SessionState(), SessionState()
+    applied.apply({session_id: entry})
+    key, value = encode_entry(session_id, entry)
+    decoded.restore_entry(*decode_entry(key, value))
+    raw.restore_raw(key, value)
+    raw.restore_raw(key, value)  # the second time through the status cache
+    assert applied.get(session_id) == decoded.get(session_id) == raw.get(session_id) == entry
+
+
+@pytest.mark.parametrize("status", [b"Completed", b"", b"A status longer than eight bytes"])
+def test_v1_entries_are_still_read_with_an_unknown_time(status: bytes) -> None:
+    value = b"\x01" + (7).to_bytes(8, "big") + status
+    expected = SessionEntry(7, status.decode() or None, -1)
+    assert decode_entry(b"s:old", value) == ("old", expected)
+    state = SessionState()
+    state.restore_raw(b"s:old", value)
+    assert state.get("old") == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"\x03" + bytes(16) + b"Completed", b"\x03", b"\xff" + bytes(20)],
+)
+def test_an_entry_of_a_newer_format_is_refused_with_the_remedy(value: bytes) -> None:
+    with pytest.raises(StateEntryError, match=r"newer connector.*reset"):
+        decode_entry(b"s:x", value)
+    with pytest.raises(StateEntryError, match="reset"):
+        SessionState().restore_raw(b"s:x", value)
+
+
+@pytest.mark.parametrize(
+    "value", [b"\x02" + bytes(15), b"\x01" + bytes(3), b"\x00" + bytes(20), b""]
+)
+def test_a_short_or_unknown_old_entry_is_refused_without_the_newer_version_hint(
+    value: bytes,
+) -> None:
+    with pytest.raises(StateEntryError, match="unknown format") as caught:
+        decode_entry(b"s:x", value)
+    assert "reset" not in str(caught.value)
