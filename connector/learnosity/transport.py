@@ -19,7 +19,6 @@ request at 40 threads, and confluent-kafka's schema registry client installs it 
 
 from __future__ import annotations
 
-import logging
 import os
 import ssl
 from dataclasses import dataclass
@@ -36,13 +35,6 @@ DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
 #: an idle kept-alive connection older than this is closed rather than reused
 KEEPALIVE_EXPIRY_SECONDS = 5.0
-
-# httpx2 logs every request at INFO (httpcore2 at DEBUG): at a few hundred requests a
-# second that would bury the connector's own lines. Left alone if configured already.
-for _name in ("httpx2", "httpcore2"):
-    if logging.getLogger(_name).level == logging.NOTSET:
-        logging.getLogger(_name).setLevel(logging.WARNING)
-
 
 @dataclass(frozen=True, slots=True)
 class RawResponse:

@@ -114,5 +114,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: TextIO | N
     root.addHandler(handler)
     root.setLevel(level.upper())
     # third-party chatter at INFO would bury ours
-    for noisy in ("httpx", "httpcore", "librdkafka"):
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "librdkafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
