@@ -105,6 +105,8 @@ class Checkpoint:
     def __init__(self) -> None:
         self.sessions = SessionState()
         self.lanes: dict[str, Lane] = {}
+        #: the finished slices' ids and last versions (a late older version is ignored)
+        self._done: dict[str, int] = {}
         self.slices_done = 0
         #: records and seconds of updated time the finished slices covered: their density
         self.done_records = 0
@@ -150,9 +152,10 @@ class Checkpoint:
     def messages(self, batch: Batch) -> Iterator[tuple[bytes, bytes | None]]:
         """The state-topic entries ``batch``'s commit writes (sessions, lanes, catch-up)."""
         yield from iter_encoded(batch.updates)
-        for lane in batch.lanes.values():
+        lanes = self._newer(batch)
+        for lane in lanes:
             yield lane.key, lane.encode()
-        if any(not lane.is_tail for lane in batch.lanes.values()):
+        if any(not lane.is_tail for lane in lanes):
             yield CATCHUP_KEY, self.catchup(batch).encode()
         commit = {"at": datetime.now(UTC).isoformat(timespec="milliseconds"), "by": __version__}
         yield COMMIT_KEY, json.dumps(commit, separators=(",", ":")).encode()
@@ -160,9 +163,10 @@ class Checkpoint:
     def apply(self, batch: Batch, now: float) -> None:
         """``batch`` was committed: it becomes the state."""
         self.sessions.apply(batch.updates)
-        for lane in batch.lanes.values():
+        for lane in self._newer(batch):
             if lane.done and not lane.is_tail:
                 self.lanes.pop(lane.id, None)
+                self._done[lane.id] = lane.seq
                 self.slices_done += 1
                 self.done_records += lane.records
                 self.done_seconds += _span(lane)
@@ -173,31 +177,49 @@ class Checkpoint:
             self._rate = rate if self._rate is None else self._rate + 0.2 * (rate - self._rate)
         self._last_commit = now
 
+    def _newer(self, batch: Batch) -> list[Lane]:
+        """The batch's lane versions newer than what is committed of them.
+
+        Versions of a lane may arrive in any order (a split's announcement after the
+        split slice's next page), so an older one committed later, or one of a slice
+        already finished, must change nothing.
+        """
+        newer = []
+        for lane in batch.lanes.values():
+            finished = self._done.get(lane.id)
+            committed = self.lanes.get(lane.id)
+            if finished is not None and lane.seq <= finished:
+                continue
+            if committed is not None and lane.seq < committed.seq:
+                continue
+            newer.append(lane)
+        return newer
+
     def catchup(self, batch: Batch | None = None) -> CatchUp:
         """Where the backfill stands (with ``batch``'s lanes, if given, as if committed)."""
         lanes = dict(self.lanes)
-        done = self.slices_done
-        for lane in batch.lanes.values() if batch else ():
+        done, done_records, done_seconds = self.slices_done, self.done_records, self.done_seconds
+        for lane in self._newer(batch) if batch else ():
             if lane.done and not lane.is_tail:
                 lanes.pop(lane.id, None)
                 done += 1
+                done_records += lane.records
+                done_seconds += _span(lane)
             else:
                 lanes[lane.id] = lane
         slices = [lane for lane in lanes.values() if not lane.is_tail]
         running = sum(1 for lane in slices if lane.started)
+        prior = done_records / done_seconds if done_seconds else None
         return CatchUp(
             slices_pending=len(slices) - running,
             slices_running=running,
             slices_done=done,
-            records_left=planner.remaining(slices, self._done_density()),
+            records_left=planner.remaining(slices, prior),
             records_per_second=self._rate,
             position=min((lane.reached for lane in slices), default=None),
-            done_records=self.done_records,
-            done_seconds=self.done_seconds,
+            done_records=done_records,
+            done_seconds=done_seconds,
         )
-
-    def _done_density(self) -> float | None:
-        return self.done_records / self.done_seconds if self.done_seconds else None
 
     def position(self) -> float | None:
         """The oldest updated time not read yet: the slowest slice's, else the tail's."""

@@ -148,12 +148,12 @@ class Runner:
             raise FatalError(f"the fetcher failed: {item.error!r}") from item.error
         for lane in item.lanes:
             batch.take_lane(lane)
+        if item.step is Step.STALLED:  # no page: the lane asks again from its position
+            self.metrics.stalled_cursor.inc()
+            return False
         if item.page is None:
             return False
         self.health.first_poll = True
-        if item.step is Step.STALLED:
-            self.metrics.stalled_cursor.inc()
-            return False
         self._process(item.page, batch, item.lanes[0].token if item.lanes else None)
         if item.lanes and not item.lanes[0].is_tail:
             batch.slice_records += item.page.fetched

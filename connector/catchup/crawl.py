@@ -100,6 +100,12 @@ class Crawl:
         self._cond = threading.Condition()
         self._generation = 0
         self._lanes: dict[str, Lane] = {}
+        #: every lane id this process has seen: a new slice never takes a finished one's
+        #: id (versions of one id are ordered by seq; a reused id would mix two slices)
+        self._ids: set[str] = set()
+        #: an error was handed over: nothing more of this generation (the runner stops
+        #: or rewinds)
+        self._failed = False
         self._in_flight: set[str] = set()
         self._tail_due = 0.0
         self._latency: float | None = None
@@ -111,6 +117,8 @@ class Crawl:
         with self._cond:
             self._generation = self._generation + 1 if generation is None else generation
             self._lanes = {lane.id: lane for lane in lanes if not lane.done}
+            self._ids.update(self._lanes)
+            self._failed = False
             self._in_flight.clear()
             self._tail_due = 0.0
             self._cond.notify_all()
@@ -182,6 +190,7 @@ class Crawl:
         """After an error: nothing more of this generation (the runner stops or rewinds)."""
         with self._cond:
             if generation == self._generation:
+                self._failed = True
                 self._lanes.clear()
 
     def _take(self, index: int) -> tuple[int, Lane] | None:
@@ -226,11 +235,12 @@ class Crawl:
         slices = [lane for lane in self._lanes.values() if not lane.is_tail]
         if not slices:
             return None, ()
-        cut = planner.pick_split(slices, next(iter(planner.slice_ids(self._lanes))))
+        cut = planner.pick_split(slices, next(iter(planner.slice_ids(self._ids))))
         if cut is None:
             return None, ()
         lowered, upper = cut
         self._lanes[lowered.id] = lowered
+        self._ids.add(upper.id)
         self._lanes[upper.id] = upper
         log.debug("slice split", extra={"slice": lowered.id, "new": upper.id, "at": upper.lo})
         return upper, cut
@@ -242,8 +252,8 @@ class Crawl:
         page = self._client.fetch(lane.params(self._base), priority=lane.is_tail)
         position = page_position(page)
         with self._cond:
-            if generation != self._generation:
-                return  # rewound while the request was in flight
+            if generation != self._generation or self._failed:
+                return  # rewound while the request was in flight, or failed
             current = self._lanes.get(lane.id, lane)
             moved, step = current.advance(page, position)
             extra: tuple[Lane, ...] = ()
@@ -260,6 +270,7 @@ class Crawl:
             else:
                 self._lanes[moved.id] = moved
             self._lanes.update((lane.id, lane) for lane in extra)
+            self._ids.update(lane.id for lane in extra)
             if moved.is_tail and step in (Step.CAUGHT_UP, Step.STALLED):
                 self._tail_due = self._clock() + self._poll_interval
         prepared = self._prepare(page) if step is not Step.STALLED else None
@@ -276,7 +287,7 @@ class Crawl:
             earliest=None,
             workers=self._max_workers,
             lag_seconds=self._lag_seconds,
-            ids=planner.slice_ids(self._lanes),
+            ids=planner.slice_ids(self._ids),
         )
         if made.slices:
             log.info(
@@ -298,13 +309,14 @@ class Crawl:
             earliest=earliest,
             workers=self._max_workers,
             lag_seconds=self._lag_seconds,
-            ids=planner.slice_ids(self._lanes),
+            ids=planner.slice_ids(self._ids),
         )
         with self._cond:
             if generation != self._generation:
                 return
             self._lanes[TAIL_ID] = made.tail
             self._lanes.update((lane.id, lane) for lane in made.slices)
+            self._ids.update(lane.id for lane in made.slices)
         log.info(
             "catch-up planned",
             extra={

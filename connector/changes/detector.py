@@ -107,7 +107,8 @@ def decide(
                 overlay[session_id] = previous._replace(updated_ms=updated)
             continue
         else:
-            previous_fp, previous_status, _ = previous
+            previous_fp, previous_status, previous_ms = previous
+            updated = max(updated, previous_ms)  # a record without a time keeps the last one
             same_status = previous_status == record.status
             kind = ChangeKind.SCORE_CHANGED if same_status else ChangeKind.STATUS_CHANGED
         changes.append(

@@ -36,6 +36,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 2**20
 #: an idle kept-alive connection older than this is closed rather than reused
 KEEPALIVE_EXPIRY_SECONDS = 5.0
 
+
 @dataclass(frozen=True, slots=True)
 class RawResponse:
     status: int

@@ -25,9 +25,15 @@ FINGERPRINTS = st.integers(0, 2**64 - 1)
 
 
 def test_the_entry_format_is_pinned() -> None:
-    key, value = encode_entry("abc", SessionEntry(0x0102030405060708, "Pending Scoring"))
+    entry = SessionEntry(0x0102030405060708, "Pending Scoring", 1_764_000_000_123)
+    key, value = encode_entry("abc", entry)
     assert key == b"s:abc"
-    assert value == b"\x01" + bytes.fromhex("0102030405060708") + b"Pending Scoring"
+    assert value == (
+        b"\x02"
+        + bytes.fromhex("0102030405060708")
+        + (1_764_000_000_123).to_bytes(8, "big", signed=True)
+        + b"Pending Scoring"
+    )
     assert encode_entry("abc", None) == (b"s:abc", None)
 
 
@@ -42,7 +48,8 @@ def test_entries_round_trip(session_id: str, fp: int, status: str) -> None:
     ("key", "value", "says"),
     [
         (b"cursor", b"{}", "not a session entry"),
-        (b"s:x", b"\x02" + bytes(8) + b"Completed", "unknown format"),
+        (b"s:x", b"\x03" + bytes(16) + b"Completed", "newer connector"),
+        (b"s:x", b"\x02" + bytes(12), "unknown format"),
         (b"s:x", b"\x01" + bytes(7), "unknown format"),
         (b"s:x", b"", "unknown format"),
         (b"s:\xff", b"\x01" + bytes(8), "not UTF-8"),
