@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from connector.emulator import Emulator
 from connector.learnosity.budget import RequestBudget
 from connector.learnosity.client import Credentials, DataApiClient
-from connector.learnosity.paging import Filters, Pager, Step
+from connector.catchup.lanes import Step, unplanned_tail
+from connector.changes.prepare import page_position
 from connector.learnosity.transport import HttpTransport
-from connector.settings import StartFrom
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +60,13 @@ def test_own_client_pages_through_every_session(
 ) -> None:
     emulator = emulator_factory(sessions=2345, users=300)
     client = own_client(emulator)
-    pager = Pager(Filters(), StartFrom("earliest"))
+    lane = unplanned_tail(None)  # the tail from the earliest record
+    base = {"sort": "asc", "limit": 50}
     seen: list[str] = []
     sizes: list[int] = []
     while True:
-        page = client.fetch(pager.request())
-        step = pager.advance(page)
+        page = client.fetch(lane.params(base))
+        lane, step = lane.advance(page, page_position(page))
         sizes.append(len(page.records))
         seen.extend(r["session_id"] for r in page.records)
         if page.is_empty:
@@ -78,7 +79,7 @@ def test_own_client_pages_through_every_session(
     # the long poll: a session updated after the token comes back on the next request
     changed = emulator.workload.submit(seen[0])
     client = own_client(emulator)
-    page = client.fetch(pager.request())
+    page = client.fetch(lane.params(base))
     assert [r["session_id"] for r in page.records] == [changed.session_id]
     client.close()
 
