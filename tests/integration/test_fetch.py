@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from connector.catchup.lanes import Step, unplanned_tail
+from connector.changes.prepare import page_position
 from connector.emulator import Emulator
 from connector.learnosity.budget import RequestBudget
 from connector.learnosity.client import Credentials, DataApiClient
-from connector.catchup.lanes import Step, unplanned_tail
-from connector.changes.prepare import page_position
 from connector.learnosity.transport import HttpTransport
 
 pytestmark = pytest.mark.integration
