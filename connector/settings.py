@@ -51,6 +51,24 @@ class Delivery(StrEnum):
     AT_LEAST_ONCE = "at_least_once"
 
 
+class SubjectStrategy(StrEnum):
+    """Confluent's subject name strategies: which subject the value schema lives under."""
+
+    TOPIC = "topic"  # <topic>-value
+    RECORD = "record"  # <record full name>
+    TOPIC_RECORD = "topic_record"  # <topic>-<record full name>
+
+
+class Compatibility(StrEnum):
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+    NONE = "NONE"
+
+
 class LogFormat(StrEnum):
     JSON = "json"
     TEXT = "text"
@@ -129,6 +147,9 @@ class Settings(BaseSettings):
     learnosity_max_concurrency: int = Field(default=64, ge=1, le=256)
     #: a gap (backfill, or a tail this far behind) larger than this is cut into slices
     learnosity_catchup_lag_seconds: float = Field(default=300.0, gt=0)
+    #: a Data API answer larger than this (decoded) is refused and the page asked again
+    #: with half the limit, as for error 20027
+    learnosity_max_response_bytes: int = Field(default=64 * 2**20, ge=64 * 1024)
 
     # --- Kafka -----------------------------------------------------------------------
     kafka_bootstrap_servers: str = ""
@@ -147,11 +168,26 @@ class Settings(BaseSettings):
     schema_registry_url: str = ""
     schema_registry_username: str = ""
     schema_registry_password: SecretStr = SecretStr("")
+    schema_registry_bearer_token: SecretStr = SecretStr("")
+    schema_registry_ssl_ca_location: str = ""
+    schema_registry_ssl_certificate_location: str = ""
+    schema_registry_ssl_key_location: str = ""
+    #: register the value schema when the subject lacks it (off: it must be there)
+    schema_registry_auto_register: bool = True
+    #: encode with the subject's latest registered schema (with auto-register off)
+    schema_registry_use_latest_version: bool = False
+    schema_registry_subject_strategy: SubjectStrategy = SubjectStrategy.TOPIC
+    #: the compatibility level the connector sets on its subject when it registers
+    schema_registry_compatibility: Compatibility = Compatibility.BACKWARD_TRANSITIVE
+    #: optional compacted topic with the latest event of each session, keyed by session id
+    kafka_table_topic: str = ""
     #: librdkafka pass-through properties (see the module docstring for the naming rule)
     librdkafka: dict[str, str] = Field(default_factory=dict)
 
     # --- Service ---------------------------------------------------------------------
     http_port: int = Field(default=8080, ge=0, le=65535)
+    #: the address /metrics, /healthz and /readyz listen on
+    http_bind_address: str = "0.0.0.0"  # noqa: S104 - probes and Prometheus reach the pod's IP
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)

@@ -128,6 +128,7 @@ class DataApiClient:
                 settings.learnosity_read_timeout_seconds,
                 # a connection for each request in flight at once
                 max_connections=settings.learnosity_max_concurrency,
+                max_response_bytes=settings.learnosity_max_response_bytes,
             ),
             budget=RequestBudget(settings.learnosity_max_requests_per_second),
             observer=observer,
