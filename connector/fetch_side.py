@@ -47,7 +47,6 @@ from connector.changes.prepare import PagePreparer
 from connector.commands.common import setup_logging
 from connector.errors import ConnectorError, FatalError
 from connector.gc_tuning import tune_gc
-from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import ApiObserver, DataApiClient
 from connector.learnosity.paging import base_params
@@ -72,14 +71,15 @@ class FetchPlan:
 
     settings: Settings
 
-    def preparer(self) -> PagePreparer:
+    def source(self) -> EventSource:
         settings = self.settings
-        source = EventSource(settings.connector_name, settings.learnosity_api_version, __version__)
+        return EventSource(settings.connector_name, settings.learnosity_api_version, __version__)
+
+    def preparer(self) -> PagePreparer:
         return PagePreparer(
-            include_responses=settings.learnosity_include_response_scores,
+            include_responses=self.settings.learnosity_include_response_scores,
             encode_body=BodyEncoder().encode,
-            source=source_fields(source),
-            fast_writer=RawEventWriter,
+            source=source_fields(self.source()),
         )
 
     def build(
@@ -93,6 +93,7 @@ class FetchPlan:
             client,
             base_params=base_params(settings),
             prepare=self.preparer(),
+            source=source_fields(self.source()),
             send=send,
             stop=stop,
             max_workers=settings.learnosity_max_concurrency,

@@ -57,6 +57,14 @@ class ScoreRecord:
     #: its updated time in ms since the epoch; -1 when it has none
     updated_ms: int = -1
 
+    @property
+    def score(self) -> float | None:
+        return _number(self.raw.get("score"))
+
+    @property
+    def max_score(self) -> float | None:
+        return _number(self.raw.get("max_score"))
+
 
 class PreparedRecord(NamedTuple):
     """A validated record, fingerprinted and encoded ahead of the decision about it.
@@ -74,6 +82,9 @@ class PreparedRecord(NamedTuple):
     body: tuple[bytes, ...]
     #: its updated time in ms since the epoch; -1 when it has none
     updated_ms: int = -1
+    #: its scores (they become the next change's ``previous_score``/``previous_max_score``)
+    score: float | None = None
+    max_score: float | None = None
 
 
 class DecidableRecord(Protocol):
@@ -90,6 +101,12 @@ class DecidableRecord(Protocol):
 
     @property
     def updated_ms(self) -> int: ...
+
+    @property
+    def score(self) -> float | None: ...
+
+    @property
+    def max_score(self) -> float | None: ...
 
 
 R = TypeVar("R", bound=DecidableRecord)
@@ -110,6 +127,9 @@ class Change(NamedTuple, Generic[R]):
     previous_fingerprint: int | None
     #: the status this change moves away from; None for ``created``
     previous_status: str | None
+    #: the scores of the last event published for the session; None for ``created``
+    previous_score: float | None
+    previous_max_score: float | None
     #: deterministic id of this transition (connector.changes.fingerprint.event_id)
     event_id: str
 
@@ -154,6 +174,11 @@ class PreparedPage:
         # each, plain tuples at a fifth of the cost
         records = tuple(map(tuple, self.records))
         return (_page_from_wire, (records, self.dead_letters, self.fetched, self.position))
+
+
+def _number(value: Any) -> float | None:
+    """A score as the event carries it: a float, or None (validation refused the rest)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _page_from_wire(

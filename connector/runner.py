@@ -41,7 +41,8 @@ from connector.errors import (
     FatalError,
     RetriableError,
 )
-from connector.kafka.producer import EventProducer, Headers
+from connector.kafka.cloudevents import CloudEventHeaders
+from connector.kafka.producer import EventProducer, HeaderList, Headers
 from connector.kafka.serde import BodyEncoder, EventEncoder
 from connector.models import DeadLetter, PreparedPage
 from connector.observability.health import Health
@@ -102,6 +103,8 @@ class Runner:
         #: the tail to start with when none is committed (where a new connector starts)
         self._start = start
         self._commit_interval = settings.kafka_commit_interval_ms / 1000
+        self._headers = CloudEventHeaders(settings.connector_name)
+        self._table_topic = settings.kafka_table_topic
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -166,19 +169,31 @@ class Runner:
             ((r, r.fingerprint) for r in page.records), self.checkpoint.sessions, batch.updates
         )
         # the hot loop: one assemble per change, then the page's events in one call
-        header, assemble = self._header, self._body.assemble
+        header, assemble, headers_of = self._header, self._body.assemble, self._headers
         counts = batch.changes
-        messages = []
+        events: list[tuple[bytes, bytes, HeaderList]] = []
+        table: list[tuple[bytes, bytes, HeaderList]] = []
         for change in result.changes:
             record = change.record
             kind = change.kind
             value = assemble(  # a ChangeKind is its symbol (StrEnum): no .value lookup
-                header, record.body, change.event_id, kind, change.previous_status
+                header,
+                record.body,
+                change.event_id,
+                kind,
+                change.previous_status,
+                change.previous_score,
+                change.previous_max_score,
             )
-            messages.append((record.user_id.encode("utf-8"), value))
+            headers = headers_of(change.event_id, kind, record.session_id, record.updated_ms)
+            events.append((record.user_id.encode("utf-8"), value, headers))
+            if self._table_topic:  # the latest event per session, keyed by the session
+                table.append((record.session_id.encode("utf-8"), value, headers))
             counts[kind] = counts.get(kind, 0) + 1
         try:
-            self.producer.produce_many(self.settings.kafka_topic, messages)
+            self.producer.produce_with_headers(self.settings.kafka_topic, events)
+            if table:
+                self.producer.produce_with_headers(self._table_topic, table)
         except ConnectorError:
             self.metrics.produce_errors.inc()
             raise

@@ -24,12 +24,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connector.catchup import planner
 from connector.catchup.lanes import TAIL_ID, Lane, Step
+from connector.changes.event import TAIL_LANE
 from connector.changes.prepare import PagePreparer, page_position
 from connector.errors import ConnectorError, FatalError, ShutdownRequested
 from connector.models import Page, PreparedPage
@@ -72,6 +73,12 @@ class PageClient(Protocol):
     def fetch(self, params: dict[str, Any], *, priority: bool = False) -> Page: ...
 
 
+def lane_source(base: Mapping[str, Any], lane: Lane) -> dict[str, Any]:
+    """The source block of the events ``lane`` reads: which lane, backfill or live."""
+    name = TAIL_LANE if lane.is_tail else f"slice:{lane.id}"
+    return {**base, "lane": name, "backfill": not lane.is_tail}
+
+
 class Crawl:
     def __init__(
         self,
@@ -79,6 +86,7 @@ class Crawl:
         *,
         base_params: dict[str, Any],
         prepare: PagePreparer,
+        source: Mapping[str, Any],
         send: Send,
         stop: threading.Event,
         max_workers: int,
@@ -90,6 +98,8 @@ class Crawl:
         self._client = client
         self._base = base_params
         self._prepare = prepare
+        #: the events' source block; each lane's names it (``lane_source``)
+        self._source = source
         self._send = send
         self._stop = stop
         self._max_workers = max_workers
@@ -273,7 +283,11 @@ class Crawl:
             self._ids.update(lane.id for lane in extra)
             if moved.is_tail and step in (Step.CAUGHT_UP, Step.STALLED):
                 self._tail_due = self._clock() + self._poll_interval
-        prepared = self._prepare(page) if step is not Step.STALLED else None
+        prepared = (
+            self._prepare(page, lane_source(self._source, lane))
+            if step is not Step.STALLED
+            else None
+        )
         self._send(Fetched(generation, (moved, *extra), prepared, step))
 
     def _replan_if_behind(self, tail: Lane) -> tuple[Lane, tuple[Lane, ...]]:

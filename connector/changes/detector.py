@@ -97,7 +97,7 @@ def decide(
         updated = record.updated_ms
         if previous is None:
             kind = ChangeKind.CREATED
-            previous_fp, previous_status = None, None
+            previous_fp = previous_status = previous_score = previous_max = None
         elif updated < previous.updated_ms and updated != UNKNOWN_TIME:
             result.stale += 1
             continue
@@ -107,7 +107,7 @@ def decide(
                 overlay[session_id] = previous._replace(updated_ms=updated)
             continue
         else:
-            previous_fp, previous_status, previous_ms = previous
+            previous_fp, previous_status, previous_ms, previous_score, previous_max = previous
             updated = max(updated, previous_ms)  # a record without a time keeps the last one
             same_status = previous_status == record.status
             kind = ChangeKind.SCORE_CHANGED if same_status else ChangeKind.STATUS_CHANGED
@@ -118,8 +118,12 @@ def decide(
                 new_fp,
                 previous_fp,
                 previous_status,
+                previous_score,
+                previous_max,
                 event_id(session_id, new_fp, previous_fp),
             )
         )
-        overlay[session_id] = SessionEntry(new_fp, record.status, updated)
+        overlay[session_id] = SessionEntry(
+            new_fp, record.status, updated, record.score, record.max_score
+        )
     return result

@@ -1,8 +1,10 @@
 """A Change as the value the Avro schema describes (``avro/session_score_changed.v*.avsc``).
 
-Pure mapping, no encoding: modeled fields are copied (scores as floats, counts as ints),
-and every field the schema does not model goes, as a JSON object string, into the
-``extra_fields_json`` of its level (record, subscore, response), so nothing is lost.
+Pure mapping, no encoding: modeled fields are copied (scores as floats, counts as ints,
+the API's ISO 8601 times as milliseconds since the epoch for ``timestamp-millis``), and
+every field the schema does not model goes, as a JSON object string, into the
+``extra_fields_json`` of its level (record, subscore, response), so nothing is lost. A
+time that does not parse makes the record a dead letter (``InvalidRecordError``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from connector.changes.fingerprint import SUBSCORE_FIELDS as FINGERPRINTED_SUBSCORE_FIELDS
+from connector.errors import InvalidRecordError
 from connector.models import Change, EventSource, ScoreRecord
 
 RECORD_FIELDS: Final = frozenset(
@@ -51,12 +54,33 @@ def epoch_millis(moment: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
-def source_fields(source: EventSource) -> dict[str, str]:
+#: the lane of events read by the live tail (a slice's is ``slice:<id>``)
+TAIL_LANE: Final = "tail"
+
+
+def source_fields(
+    source: EventSource, lane: str = TAIL_LANE, backfill: bool = False
+) -> dict[str, Any]:
+    """The event's ``source`` block: who produced it, and which lane read the record."""
     return {
         "connector_name": source.connector_name,
         "api_version": source.api_version,
         "connector_version": source.connector_version,
+        "lane": lane,
+        "backfill": backfill,
     }
+
+
+def timestamp_millis(value: Any, name: str) -> int | None:
+    """An API time (ISO 8601 text) as ms since the epoch; a naive time is read as UTC."""
+    if value is None or value == "":
+        return None
+    try:
+        return epoch_millis(datetime.fromisoformat(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidRecordError(
+            f"{name}: {str(value)[:60]!r} is not an ISO 8601 time", reason="invalid_value"
+        ) from exc
 
 
 def change_to_event(
@@ -71,6 +95,8 @@ def change_to_event(
         "event_id": change.event_id,
         "change": change.kind.value,
         "previous_status": change.previous_status,
+        "previous_score": change.previous_score,
+        "previous_max_score": change.previous_max_score,
         **record_fields(change.record, epoch_millis(observed_at), source),
     }
 
@@ -78,9 +104,9 @@ def change_to_event(
 def record_fields(
     record: ScoreRecord, observed_at_ms: int, source: EventSource | Mapping[str, str]
 ) -> dict[str, Any]:
-    """Every field of the event but the decided ones (``event_id``, ``change``,
-    ``previous_status``): what a record alone determines, so it can be encoded before
-    the change is decided (``kafka.serde.BodyEncoder``)."""
+    """Every field of the event but the decided ones (``event_id``, ``change`` and the
+    ``previous_*``): what a record alone determines, so it can be encoded before the
+    change is decided (``kafka.serde.BodyEncoder``)."""
     raw = record.raw
     get = raw.get
     subscores = get("subscores")
@@ -94,10 +120,10 @@ def record_fields(
         "max_score": _double(get("max_score")),
         "subscores": [_subscore(s) for s in subscores] if subscores else None,
         "responses": [_response(r) for r in responses] if responses else None,
-        "dt_started": get("dt_started"),
-        "dt_completed": get("dt_completed"),
-        "dt_saved": get("dt_saved"),
-        "dt_updated": get("dt_updated"),
+        "dt_started": timestamp_millis(get("dt_started"), "dt_started"),
+        "dt_completed": timestamp_millis(get("dt_completed"), "dt_completed"),
+        "dt_saved": timestamp_millis(get("dt_saved"), "dt_saved"),
+        "dt_updated": timestamp_millis(get("dt_updated"), "dt_updated"),
         "observed_at": observed_at_ms,
         "source": source_fields(source) if isinstance(source, EventSource) else source,
         "extra_fields_json": extra_fields_json(raw, RECORD_FIELDS),
@@ -126,7 +152,7 @@ def _response(response: Mapping[str, Any]) -> dict[str, Any]:
         "score": _double(get("score")),
         "max_score": _double(get("max_score")),
         "attempted": get("attempted"),
-        "dt_score_updated": get("dt_score_updated"),
+        "dt_score_updated": timestamp_millis(get("dt_score_updated"), "dt_score_updated"),
         "extra_fields_json": extra_fields_json(response, RESPONSE_FIELDS),
     }
 

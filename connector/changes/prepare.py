@@ -2,11 +2,9 @@
 
 For each item of a page, in order: validate it, fingerprint it, and encode its event
 body except the fields only the decision can fill (``kafka.serde.BodyEncoder``). What
-fails goes to ``dead_letters`` with its original JSON. A one-pass writer
-(``kafka.event_writer``), when given, does the checks, mapping and encoding of ordinary
-records at about twice the speed; anything it finds unusual takes the precise path.
-The runner then only decides (``changes.detector.decide``) and publishes, so this work
-can run in parallel with it, in the fetch process.
+fails goes to ``dead_letters`` with its original JSON. The runner then only decides
+(``changes.detector.decide``) and publishes, so this work runs in parallel with it, in
+the fetch process.
 """
 
 from __future__ import annotations
@@ -14,27 +12,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from connector.changes.event import record_fields
 from connector.changes.fingerprint import fingerprint
-from connector.changes.validate import record_position, updated_ms, validate
+from connector.changes.validate import record_position, validate
 from connector.errors import InvalidRecordError
 from connector.models import DeadLetter, Page, PreparedPage, PreparedRecord
 
 #: writes an event body without its decided fields (``kafka.serde.BodyEncoder.encode``)
 EncodeBody = Callable[[Mapping[str, Any]], tuple[bytes, ...]]
-
-
-class RawWriter(Protocol):
-    def prepare(self, raw: Any) -> tuple[tuple[bytes, ...], int] | None:
-        """``encode_body(record_fields(validate(raw)))`` and ``fingerprint(raw)`` in one
-        pass, or None when the precise path must decide
-        (``kafka.event_writer.RawEventWriter``)."""
-
-
-#: a RawWriter for one page: (observed_at in ms, source fields, include_responses)
-MakeRawWriter = Callable[[int, Mapping[str, str], bool], RawWriter]
 
 
 class PagePreparer:
@@ -45,44 +32,24 @@ class PagePreparer:
         *,
         include_responses: bool,
         encode_body: EncodeBody,
-        source: Mapping[str, str],
+        source: Mapping[str, Any],
         clock: Callable[[], float] = time.time,
-        fast_writer: MakeRawWriter | None = None,
     ) -> None:
         self._include_responses = include_responses
         self._encode_body = encode_body
-        self._fast_writer = fast_writer
         self._source = source  # one read-only dict shared by every event
         self._clock = clock
 
-    def __call__(self, page: Page) -> PreparedPage:
+    def __call__(self, page: Page, source: Mapping[str, Any] | None = None) -> PreparedPage:
+        """``page`` prepared; ``source`` overrides the events' source block (the lane)."""
         observed_at_ms = int(self._clock() * 1000)
         include_responses = self._include_responses
         encode_body = self._encode_body
-        source = self._source
+        source = self._source if source is None else source
         records: list[PreparedRecord] = []
         dead_letters: list[DeadLetter] = []
-        fast = (
-            self._fast_writer(observed_at_ms, source, include_responses)
-            if self._fast_writer
-            else None
-        )
         for item in page.records:
-            done = fast.prepare(item) if fast is not None else None
-            if done is not None:  # valid, mapped, encoded and fingerprinted in one pass
-                body, fingerprinted = done
-                records.append(
-                    PreparedRecord(
-                        item["session_id"],
-                        item["user_id"],
-                        item["status"],
-                        fingerprinted,
-                        body,
-                        updated_ms(item),
-                    )
-                )
-                continue
-            try:  # the precise path: says why a record is refused
+            try:  # says why a record is refused
                 record = validate(item)
                 body = encode_body(record_fields(record, observed_at_ms, source))
             except InvalidRecordError as exc:
@@ -96,6 +63,8 @@ class PagePreparer:
                     fingerprint(record.raw, include_responses),
                     body,
                     record.updated_ms,
+                    record.score,
+                    record.max_score,
                 )
             )
         return PreparedPage(

@@ -10,6 +10,12 @@ A record passes when every field the event schema models has a type the schema c
 Fields the schema does not model are never checked: they travel in ``extra_fields_json``.
 A record that fails raises ``InvalidRecordError`` with one of ``INVALID_REASONS``, and goes
 to the dead-letter topic with its original JSON.
+
+Items of a page the fast parser refused (``tolerant_json``) are checked further: an
+``Unreadable`` one is refused with its own reason, and every value of a ``Salvaged``
+record, modeled or not, must be what an event can carry (finite numbers, text that is
+UTF-8, keys too, nesting within ``tolerant_json.MAX_DEPTH``). Records the fast parser
+read never hold such values, so they skip that walk.
 """
 
 from __future__ import annotations
@@ -21,10 +27,17 @@ from typing import Any, Final, Literal
 
 from connector.errors import InvalidRecordError
 from connector.models import ScoreRecord
+from connector.tolerant_json import MAX_DEPTH, Salvaged, Unreadable
 
 #: every ``InvalidRecordError.reason`` the pipeline uses (a bounded metric label set)
 InvalidReason = Literal[
-    "not_an_object", "missing_field", "wrong_type", "invalid_value", "not_serializable"
+    "not_an_object",
+    "missing_field",
+    "wrong_type",
+    "invalid_value",
+    "not_serializable",
+    "invalid_json",
+    "too_deep",
 ]
 INVALID_REASONS: Final[tuple[InvalidReason, ...]] = (
     "not_an_object",  # the item is not a JSON object
@@ -32,6 +45,8 @@ INVALID_REASONS: Final[tuple[InvalidReason, ...]] = (
     "wrong_type",  # a modeled field has a type the schema cannot hold
     "invalid_value",  # right type, unusable value (NaN score, id that is not UTF-8)
     "not_serializable",  # the Avro serializer refused the event (raised by kafka.serde)
+    "invalid_json",  # the item's bytes are not JSON, even read tolerantly
+    "too_deep",  # nested deeper than tolerant_json.MAX_DEPTH
 )
 
 REQUIRED_IDS: Final = ("session_id", "user_id", "activity_id")
@@ -51,6 +66,8 @@ def invalid(message: str, reason: InvalidReason) -> InvalidRecordError:
 
 def validate(item: Any) -> ScoreRecord:
     """The validated view of ``item``, or ``InvalidRecordError`` naming the first problem."""
+    if isinstance(item, Unreadable):
+        raise invalid(item.message, item.reason)
     if not isinstance(item, dict):
         raise invalid(f"record is a JSON {_json_type(item)}, not an object", "not_an_object")
     session_id, user_id, activity_id = (_required_id(item, name) for name in REQUIRED_IDS)
@@ -61,6 +78,8 @@ def validate(item: Any) -> ScoreRecord:
         raise invalid(f"status: {_json_type(status)}, expected a string", "wrong_type")
     if not plainly_valid(item):  # the common case costs one pass without calls
         check_fields(item)
+    if type(item) is Salvaged:
+        check_every_value(item)
     return ScoreRecord(session_id, user_id, activity_id, status, item, updated_ms(item))
 
 
@@ -254,6 +273,50 @@ def _check_response(response: Mapping[str, Any], where: str) -> None:
             f"{where}.attempted: {_json_type(attempted)}, expected true/false", "wrong_type"
         )
     check_optional_str(response.get("dt_score_updated"), f"{where}.dt_score_updated")
+
+
+def check_every_value(record: Mapping[str, Any]) -> None:
+    """Every value and key of ``record``, at any depth (without recursion): finite
+    numbers, text that is UTF-8, nesting within ``MAX_DEPTH``."""
+    stack: list[tuple[Any, str, int]] = [(record, "", 1)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > MAX_DEPTH:
+                raise invalid(f"{where}: nested deeper than {MAX_DEPTH} levels", "too_deep")
+            for key, child in value.items():
+                name = f"{where}.{_name(key)}" if where else _name(key)
+                if isinstance(key, str) and not _is_utf8(key):
+                    raise invalid(f"{name}: the key is not UTF-8 text", "invalid_value")
+                stack.append((child, name, depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                raise invalid(f"{where}: nested deeper than {MAX_DEPTH} levels", "too_deep")
+            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(value))
+        elif isinstance(value, str):
+            if not _is_utf8(value):
+                raise invalid(
+                    f"{where}: not UTF-8 text (bytes that are not UTF-8, or a lone surrogate)",
+                    "invalid_value",
+                )
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise invalid(f"{where}: not a finite number", "invalid_value")
+
+
+def _is_utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _name(key: Any) -> str:
+    """A key as a message shows it: short, and never a whole value."""
+    text = key if isinstance(key, str) else repr(key)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 _JSON_TYPES: Final = ((bool, "boolean"), (int, "number"), (float, "number"), (str, "string"))

@@ -43,12 +43,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     rf = settings.kafka_topic_replication_factor
-    return [
+    specs = [
         TopicSpec(settings.kafka_topic, settings.kafka_topic_partitions, rf),
         TopicSpec(settings.kafka_dlq_topic, settings.kafka_topic_partitions, rf),
         # one partition: the cursor and every session entry in one ordered log
         TopicSpec(settings.state_topic, 1, rf, {"cleanup.policy": "compact"}),
     ]
+    if settings.kafka_table_topic:  # the latest event per session: compaction keeps it
+        compact = {"cleanup.policy": "compact"}
+        specs.append(
+            TopicSpec(settings.kafka_table_topic, settings.kafka_topic_partitions, rf, compact)
+        )
+    return specs
 
 
 def restore_state(settings: Settings) -> tuple[Checkpoint, int]:
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     _install_signal_handlers(stop, settings.shutdown_timeout_seconds)
     metrics = Metrics(settings.learnosity_api_version)
     health = Health()
-    server = HealthServer(settings.http_port, metrics, health).start()
+    server = HealthServer(settings.http_port, metrics, health, settings.http_bind_address).start()
     producer: EventProducer | None = None
     presence: Presence | None = None
     try:

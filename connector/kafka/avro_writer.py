@@ -6,11 +6,14 @@ field, no intermediate dicts), appending to a ``bytearray``. It writes byte for 
 what fastavro writes (hypothesis tests compare them) and about four times faster than
 fastavro's own writer for our event.
 
-Shapes handled: primitives but ``bytes``/``float``, ``timestamp-millis`` longs, records,
-enums, arrays, and ``["null", T]`` unions. Anything else raises
-``UnsupportedSchemaError`` at compile time. A value of the wrong type raises
-``TypeError``/``KeyError``/``AttributeError`` and nothing is written; fields whose
-default is null may be absent from the datum.
+Shapes written inline: primitives but ``bytes``/``float``, ``timestamp-millis`` longs,
+``uuid`` strings, records, enums, arrays, and ``["null", T]`` unions. Any other shape
+(maps, fixed, bytes, floats, other logical types, wider unions) is written by a
+``Fallback`` the caller gives (``kafka.serde`` gives fastavro's writer for that part of
+the schema), so a schema change is never blocked by this module; without a fallback it
+raises ``UnsupportedSchemaError`` at compile time. A value of the wrong type raises
+(``TypeError``, ``KeyError``, ``AttributeError``, or whatever the fallback raises) and
+nothing is written; fields whose default is null may be absent from the datum.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from typing import Any, Final
 from connector.changes.event import epoch_millis
 
 Writer = Callable[[Mapping[str, Any]], bytes]
+#: a writer for one part of a schema the generated code does not handle: called with
+#: that part (type references to named types of the whole schema left as names)
+Fallback = Callable[[Any], Callable[[Any], bytes]]
 
 _LONG_MIN: Final = -(2**63)
 _LONG_MAX: Final = 2**63 - 1
@@ -43,6 +49,16 @@ def varint(zigzagged: int) -> bytes:
     return bytes(out)
 
 
+def string_bytes(value: str) -> bytes:
+    """An Avro string: its UTF-8 length as a zigzag varint, then the UTF-8."""
+    data = value.encode()  # AttributeError for a non-str
+    return varint(len(data) << 1) + data
+
+
+#: encoded strings of arrays of strings, by value (bounded: item references are few)
+_STRING_CACHE: dict[str, bytes] = {}
+
+
 def _wrong(expected: str, value: Any) -> TypeError:
     return TypeError(f"{expected} expected, got {type(value).__name__}")
 
@@ -58,6 +74,9 @@ _GLOBALS: Final[dict[str, Any]] = {
     "datetime": datetime,
     "epoch_millis": epoch_millis,
     "wrong": _wrong,
+    "string_bytes": string_bytes,
+    "SC": _STRING_CACHE,
+    "SC_MAX": 1 << 16,
 }
 #: names the generated code uses for itself
 _RESERVED: Final = frozenset(("buf", "b", "n", "z", "header", "segments", "datum", *_GLOBALS))
@@ -67,8 +86,11 @@ _PRIMITIVES: Final = frozenset(("null", "boolean", "int", "long", "double", "str
 class _Generator:
     """Writes the source of one function; ``named`` resolves type references."""
 
-    def __init__(self, named: dict[str, tuple[Mapping[str, Any], str]]) -> None:
+    def __init__(
+        self, named: dict[str, tuple[Mapping[str, Any], str]], fallback: Fallback | None = None
+    ) -> None:
         self.named = named
+        self.fallback = fallback
         self.lines: list[str] = []
         self.constants: dict[str, Any] = {}
         self._count = 0
@@ -87,6 +109,8 @@ class _Generator:
         if isinstance(schema, str):
             if schema in _PRIMITIVES:
                 self.primitive(schema, v, ind)
+            elif schema in ("bytes", "float"):
+                self.delegate(schema, v, ind, namespace)
             else:
                 self.reference(schema, v, ind, namespace)
         elif isinstance(schema, list):
@@ -125,7 +149,8 @@ class _Generator:
 
     def union(self, schema: list[Any], v: str, ind: int, namespace: str) -> None:
         if len(schema) != 2 or schema[0] != "null":
-            raise UnsupportedSchemaError(f"union {schema!r}: only [null, T]")
+            self.delegate(schema, v, ind, namespace)
+            return
         line = self.line
         line(ind, f"if {v} is None:")
         line(ind + 1, "buf += b'\\x00'")
@@ -143,11 +168,16 @@ class _Generator:
         kind = schema.get("type")
         logical = schema.get("logicalType")
         if logical is not None:
-            if kind != "long" or logical != "timestamp-millis":
-                raise UnsupportedSchemaError(f"logical type {logical!r}")
-            self.line(ind, f"if isinstance({v}, datetime):")
-            self.line(ind + 1, f"{v} = epoch_millis({v})")
-            self.primitive("long", v, ind)
+            if kind == "long" and logical == "timestamp-millis":
+                self.line(ind, f"if isinstance({v}, datetime):")
+                self.line(ind + 1, f"{v} = epoch_millis({v})")
+                self.primitive("long", v, ind)
+            elif kind == "string" and logical == "uuid":
+                self.line(ind, f"if type({v}) is not str:")  # a uuid.UUID, as fastavro takes
+                self.line(ind + 1, f"{v} = str({v})")
+                self.primitive("string", v, ind)
+            else:
+                self.delegate(schema, v, ind, namespace)
         elif kind in _PRIMITIVES:
             self.primitive(str(kind), v, ind)
         elif kind == "array":
@@ -163,7 +193,7 @@ class _Generator:
             space = self.define(schema, namespace)
             self.fields(schema["fields"], v, ind, space)
         else:
-            raise UnsupportedSchemaError(f"type {kind!r}")
+            self.delegate(schema, v, ind, namespace)
 
     def array(self, schema: Mapping[str, Any], v: str, ind: int, namespace: str) -> None:
         line = self.line
@@ -174,7 +204,16 @@ class _Generator:
         line(ind + 1, f"n = len({v}) << 1")  # one block holding every item
         line(ind + 1, "buf += V[n] if n < 128 else varint(n)")
         line(ind + 1, f"for {item} in {v}:")
-        self.value(schema["items"], item, ind + 2, namespace)
+        if schema["items"] == "string":
+            # item references repeat across learners of an activity: each written once
+            line(ind + 2, f"b = SC.get({item}) if type({item}) is str else None")
+            line(ind + 2, "if b is None:")
+            line(ind + 3, f"b = string_bytes({item})")
+            line(ind + 3, "if len(SC) < SC_MAX:")
+            line(ind + 4, f"SC[{item}] = b")
+            line(ind + 2, "buf += b")
+        else:
+            self.value(schema["items"], item, ind + 2, namespace)
         line(ind, "buf += b'\\x00'")
 
     def fields(self, fields: Iterable[Mapping[str, Any]], v: str, ind: int, namespace: str) -> None:
@@ -187,6 +226,30 @@ class _Generator:
             nullable = "default" in field and field["default"] is None
             self.line(ind, f"{value} = {getter}({name})" if nullable else f"{value} = {v}[{name}]")
             self.value(field["type"], value, ind, namespace)
+
+    def delegate(self, schema: Any, v: str, ind: int, namespace: str) -> None:
+        """A shape written by the fallback (fastavro), or refused without one."""
+        if self.fallback is None:
+            raise UnsupportedSchemaError(f"schema {schema!r}")
+        self._define_within(schema, namespace)
+        writer = self.var("F")
+        self.constants[writer] = self.fallback(_as_references(schema, namespace))
+        self.line(ind, f"buf += {writer}({v})")
+
+    def _define_within(self, schema: Any, namespace: str) -> None:
+        """Register the named types ``schema`` defines, so references elsewhere resolve."""
+        if isinstance(schema, list):
+            for branch in schema:
+                self._define_within(branch, namespace)
+        elif isinstance(schema, Mapping):
+            space = namespace
+            if schema.get("type") in ("record", "enum", "fixed") and "name" in schema:
+                space = self.define(schema, namespace)
+            for field in schema.get("fields", ()):
+                self._define_within(field["type"], space)
+            for key in ("items", "values"):
+                if key in schema:
+                    self._define_within(schema[key], space)
 
     def define(self, schema: Mapping[str, Any], namespace: str) -> str:
         """Register a named type for later references; returns its namespace."""
@@ -219,25 +282,28 @@ class _Generator:
         return function
 
 
-def compile_writer(schema: Mapping[str, Any]) -> Writer:
+def compile_writer(schema: Mapping[str, Any], fallback: Fallback | None = None) -> Writer:
     """A function writing one datum of the record ``schema`` as Avro binary."""
-    return compile_field_runs(schema, [[field["name"] for field in schema["fields"]]])[0]
+    runs = [[field["name"] for field in schema["fields"]]]
+    return compile_field_runs(schema, runs, fallback)[0]
 
 
-def compile_field_runs(schema: Mapping[str, Any], runs: list[list[str]]) -> list[Writer]:
+def compile_field_runs(
+    schema: Mapping[str, Any], runs: list[list[str]], fallback: Fallback | None = None
+) -> list[Writer]:
     """One writer per run of top-level field names of the record ``schema``: each writes
     only its fields, in the order given (a run is usually consecutive fields)."""
-    named, namespace, by_name = _resolve(schema)
+    named, namespace, by_name = _resolve(schema, fallback)
     writers = []
     for index, run in enumerate(runs):
-        generator = _Generator(named)
+        generator = _Generator(named, fallback)
         generator.fields([by_name[name] for name in run], "datum", 1, namespace)
         writers.append(generator.function(f"write_run_{index}"))
     return writers
 
 
 def compile_split(
-    schema: Mapping[str, Any], decided: tuple[str, ...]
+    schema: Mapping[str, Any], decided: tuple[str, ...], fallback: Fallback | None = None
 ) -> tuple[Callable[[Mapping[str, Any]], tuple[bytes, ...]], Callable[..., bytes]]:
     """The record ``schema`` written in two steps, around its ``decided`` fields.
 
@@ -256,19 +322,19 @@ def compile_split(
     ]
     if clashing:  # they become parameter names of the generated assemble()
         raise UnsupportedSchemaError(f"decided field names unusable as parameters: {clashing}")
-    named, namespace, by_name = _resolve(schema)
+    named, namespace, by_name = _resolve(schema, fallback)
     runs: list[list[str]] = [[]]
     for name in names:
         if name in decided:
             runs.append([])
         else:
             runs[-1].append(name)
-    writers = compile_field_runs(schema, runs)
+    writers = compile_field_runs(schema, runs, fallback)
 
     def segments(datum: Mapping[str, Any]) -> tuple[bytes, ...]:
         return tuple(write(datum) for write in writers)
 
-    generator = _Generator(named)
+    generator = _Generator(named, fallback)
     generator.line(1, "buf += segments[0]")
     for index, name in enumerate(decided, 1):
         generator.value(by_name[name]["type"], name, 1, namespace)
@@ -279,7 +345,7 @@ def compile_split(
 
 
 def _resolve(
-    schema: Mapping[str, Any],
+    schema: Mapping[str, Any], fallback: Fallback | None = None
 ) -> tuple[dict[str, tuple[Mapping[str, Any], str]], str, dict[str, Mapping[str, Any]]]:
     """Every named type of the record ``schema`` (so references anywhere resolve), its
     namespace, and its fields by name."""
@@ -287,5 +353,32 @@ def _resolve(
         raise UnsupportedSchemaError("only a record schema has fields to write")
     named: dict[str, tuple[Mapping[str, Any], str]] = {}
     namespace = str(schema.get("namespace", ""))
-    _Generator(named).value(dict(schema), "datum", 1, namespace)
+    _Generator(named, fallback).value(dict(schema), "datum", 1, namespace)
     return named, namespace, {field["name"]: field for field in schema["fields"]}
+
+
+def _as_references(schema: Any, namespace: str) -> Any:
+    """``schema`` with each named type it defines replaced by a reference to its full
+    name (a fallback parses it knowing the whole schema's named types, and would refuse
+    a second definition of one); a bare name is made full."""
+
+    def full(name: str, space: str) -> str:
+        return name if "." in name or not space else f"{space}.{name}"
+
+    def walk(node: Any, space: str) -> Any:
+        if isinstance(node, list):
+            return [walk(branch, space) for branch in node]
+        if isinstance(node, str):
+            known = node in _PRIMITIVES or node in ("bytes", "float")
+            return node if known else full(node, space)
+        if not isinstance(node, Mapping):
+            return node
+        if node.get("type") in ("record", "enum", "fixed") and "name" in node:
+            return full(str(node["name"]), str(node.get("namespace", space)))
+        copy = dict(node)
+        for key in ("items", "values"):
+            if key in copy:
+                copy[key] = walk(copy[key], space)
+        return copy
+
+    return walk(schema, namespace)

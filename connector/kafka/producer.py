@@ -25,6 +25,8 @@ from connector.kafka.clients import make_producer
 log = logging.getLogger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
+#: headers as librdkafka takes them without a copy
+HeaderList = list[tuple[str, str | bytes | None]]
 
 #: librdkafka defaults we choose for every producer of ours (users may override them)
 PRODUCER_DEFAULTS: dict[str, str] = {
@@ -172,6 +174,31 @@ class EventProducer:
             while True:
                 try:
                     produce(topic, value, key)
+                    break
+                except BufferError:
+                    poll(0.1)
+                except KafkaException as exc:
+                    raise self._classify(exc, "produce") from exc
+            count += 1
+            if count % POLL_EVERY == 0:
+                poll(0)
+        self._raise_latched()
+        return count
+
+    def produce_with_headers(
+        self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None, HeaderList]]
+    ) -> int:
+        """``produce`` for many (key, value, headers) triples; returns how many."""
+        if self._fatal_error is not None or self._delivery_error is not None:
+            self._raise_latched()
+        if self.transactional and not self._in_transaction:
+            self.begin()
+        produce, poll = self._producer.produce, self._producer.poll
+        count = 0
+        for key, value, headers in messages:
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers)
                     break
                 except BufferError:
                     poll(0.1)

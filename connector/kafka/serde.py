@@ -1,9 +1,11 @@
 """Event values as bytes, and back: the only module that imports fastavro.
 
-Two encodings of the same Avro schema (``connector/avro/``, also ``avro/`` at the root):
+One Avro body writer (``avro_writer``: generated from the schema, byte for byte what
+fastavro writes, and fastavro itself for any part of a schema the generated code does not
+cover), framed two ways (``connector/avro/``, also ``avro/`` at the root):
     registry        ``SCHEMA_REGISTRY_URL`` set: Confluent wire format (``00``, 4-byte
-                    big-endian schema id, Avro body) via confluent-kafka's
-                    ``AvroSerializer``; subject ``<topic>-value``, registered at start
+                    big-endian schema id, Avro body); the subject (by the configured name
+                    strategy) checked, registered and its compatibility set at start
     single-object   otherwise: Avro single-object encoding (``C3 01``, the schema's
                     8-byte little-endian CRC-64-AVRO fingerprint, Avro body)
 ``EventDecoder`` reads both, telling them apart by the first byte.
@@ -20,7 +22,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import resources
@@ -31,7 +35,7 @@ from confluent_kafka.schema_registry import (
     SchemaRegistryClient,
     SchemaRegistryError,
 )
-from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as schema_fingerprint
@@ -40,9 +44,14 @@ from fastavro.schema import to_parsing_canonical_form
 from connector import __version__
 from connector.changes.event import change_to_event, source_fields
 from connector.errors import ConnectorError, FatalError, InvalidRecordError, RetriableError
-from connector.kafka.avro_writer import UnsupportedSchemaError, compile_split, compile_writer
+from connector.kafka.avro_writer import (
+    Fallback,
+    UnsupportedSchemaError,
+    compile_split,
+    compile_writer,
+)
 from connector.models import EventSource
-from connector.settings import Settings
+from connector.settings import Settings, SubjectStrategy
 
 __all__ = [
     "CONFLUENT_MAGIC",
@@ -158,6 +167,24 @@ def writer_datum(event: Mapping[str, Any], array_unions: tuple[str, ...]) -> dic
     return datum
 
 
+def fastavro_fallback(schema: Mapping[str, Any]) -> Fallback:
+    """Writers for the parts of ``schema`` the generated code leaves to fastavro."""
+    named: dict[str, Any] = {}
+    parse_schema(dict(schema), named_schemas=named)
+
+    def writer(part: Any) -> Callable[[Any], bytes]:
+        parsed = parse_schema(part, named_schemas=dict(named))
+
+        def write(value: Any) -> bytes:
+            buffer = io.BytesIO()
+            schemaless_writer(buffer, parsed, value)
+            return buffer.getvalue()
+
+        return write
+
+    return writer
+
+
 def _not_serializable(exc: Exception) -> InvalidRecordError:
     return InvalidRecordError(
         f"the event does not fit the Avro schema: {type(exc).__name__}: {exc}"[:500],
@@ -167,7 +194,13 @@ def _not_serializable(exc: Exception) -> InvalidRecordError:
 
 #: the event fields that depend on committed state, decided by the runner; every other
 #: field is encoded ahead of the decision (in the fetch process) by ``BodyEncoder``
-DECIDED_FIELDS: Final = ("event_id", "change", "previous_status")
+DECIDED_FIELDS: Final = (
+    "event_id",
+    "change",
+    "previous_status",
+    "previous_score",
+    "previous_max_score",
+)
 
 
 class BodyEncoder:
@@ -182,7 +215,9 @@ class BodyEncoder:
 
     def __init__(self, schema: Mapping[str, Any] | None = None) -> None:
         schema = dict(schema if schema is not None else value_schema())
-        self._segments, self._assemble = compile_split(schema, DECIDED_FIELDS)
+        self._segments, self._assemble = compile_split(
+            schema, DECIDED_FIELDS, fastavro_fallback(schema)
+        )
 
     def encode(self, fields: Mapping[str, Any]) -> tuple[bytes, ...]:
         """The segments of ``fields`` (an event without its decided fields)."""
@@ -205,13 +240,8 @@ class SingleObjectEncoder:
 
     def __init__(self, schema: Mapping[str, Any] | None = None) -> None:
         schema = schema if schema is not None else value_schema()
-        self._parsed = parse_schema(dict(schema))
-        self._array_unions = array_union_fields(schema)
         self.header = single_object_header(schema)
-        try:
-            self._compiled: Callable[[Mapping[str, Any]], bytes] | None = compile_writer(schema)
-        except UnsupportedSchemaError:
-            self._compiled = None  # a future schema shape: fastavro handles everything
+        self._write = compile_writer(schema, fastavro_fallback(schema))
 
     def register(self) -> None:
         """Nothing to register: the fingerprint in every message names the schema."""
@@ -224,20 +254,53 @@ class SingleObjectEncoder:
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
         try:
-            if self._compiled is not None:
-                return self.header + self._compiled(event)
-            buffer = io.BytesIO()
-            buffer.write(self.header)
-            schemaless_writer(buffer, self._parsed, writer_datum(event, self._array_unions))
+            return self.header + self._write(event)
         except Exception as exc:  # writers raise many types for bad data
             raise _not_serializable(exc) from exc
-        return buffer.getvalue()
 
 
-def registry_client(url: str, username: str = "", password: str = "") -> SchemaRegistryClient:
-    config: dict[str, Any] = {"url": url}
-    if username:
-        config["basic.auth.user.info"] = f"{username}:{password}"
+@dataclass(frozen=True)
+class RegistryAccess:
+    """How to reach the registry: URL, auth (basic or bearer) and TLS."""
+
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+    bearer_token: str = field(default="", repr=False)
+    ca_location: str = ""
+    certificate_location: str = ""
+    key_location: str = ""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegistryAccess:
+        return cls(
+            settings.schema_registry_url,
+            settings.schema_registry_username,
+            settings.schema_registry_password.get_secret_value(),
+            settings.schema_registry_bearer_token.get_secret_value(),
+            settings.schema_registry_ssl_ca_location,
+            settings.schema_registry_ssl_certificate_location,
+            settings.schema_registry_ssl_key_location,
+        )
+
+
+def registry_client(access: RegistryAccess | str) -> SchemaRegistryClient:
+    if isinstance(access, str):
+        access = RegistryAccess(access)
+    config: dict[str, Any] = {"url": access.url}
+    if access.username:
+        config["basic.auth.user.info"] = f"{access.username}:{access.password}"
+    if access.bearer_token:
+        config["bearer.auth.credentials.source"] = "STATIC_TOKEN"
+        config["bearer.auth.token"] = access.bearer_token
+        config["bearer.auth.logical.cluster"] = ""  # Confluent Cloud's; others ignore it
+    for key, value in (
+        ("ssl.ca.location", access.ca_location),
+        ("ssl.certificate.location", access.certificate_location),
+        ("ssl.key.location", access.key_location),
+    ):
+        if value:
+            config[key] = value
     return SchemaRegistryClient(config)
 
 
@@ -249,12 +312,13 @@ def _registry_error(exc: SchemaRegistryError, subject: str, action: str) -> Conn
         return SchemaIncompatibleError(
             f"the schema registry refuses the event schema for subject {subject!r} as "
             f"incompatible with the versions registered before ({detail}). Evolve the "
-            f"schema backward-compatibly (see avro/README.md) or use a new topic."
+            f"schema compatibly (see avro/README.md) or use a new topic."
         )
     if status in (401, 403):
         return SchemaIncompatibleError(
             f"the schema registry refused to {action} subject {subject!r}: not authorized; "
-            f"check SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD ({detail})"
+            "check SCHEMA_REGISTRY_USERNAME/SCHEMA_REGISTRY_PASSWORD or "
+            f"SCHEMA_REGISTRY_BEARER_TOKEN ({detail})"
         )
     if status == 422 or (400 <= status < 500 and status not in (408, 429)):
         return SchemaIncompatibleError(
@@ -263,66 +327,160 @@ def _registry_error(exc: SchemaRegistryError, subject: str, action: str) -> Conn
     return RetriableError(f"schema registry: {action} {subject!r} failed ({detail})")
 
 
+def subject_name(strategy: SubjectStrategy, topic: str, schema: Mapping[str, Any]) -> str:
+    """The value schema's subject by Confluent's naming strategies."""
+    record = str(schema["name"])
+    if "." not in record and schema.get("namespace"):
+        record = f"{schema['namespace']}.{record}"
+    if strategy is SubjectStrategy.RECORD:
+        return record
+    if strategy is SubjectStrategy.TOPIC_RECORD:
+        return f"{topic}-{record}"
+    return f"{topic}-value"
+
+
+def _schema_id(value: int | None) -> int:
+    if value is None:
+        raise RetriableError("the schema registry answered without a schema id")
+    return int(value)
+
+
+def _not_found(exc: SchemaRegistryError) -> bool:
+    return exc.http_status_code == 404
+
+
 class RegistryEncoder:
-    """Confluent wire format through the schema registry at ``SCHEMA_REGISTRY_URL``."""
+    """Confluent wire format through the schema registry (``SCHEMA_REGISTRY_URL``).
+
+    At start (``register``):
+        auto-register on    the schema is tested against the subject's registered versions
+                            (refused at once if incompatible), registered, and the
+                            subject's compatibility level set (``SCHEMA_REGISTRY_COMPATIBILITY``)
+        auto-register off   the schema must be registered already; with use-latest, the
+                            subject's latest version is used when it is the same schema
+    The body is written by the one writer; the registry only names the schema id.
+    """
 
     def __init__(
         self,
         client: SchemaRegistryClient,
         topic: str,
         schema: Mapping[str, Any] | None = None,
+        *,
+        strategy: SubjectStrategy = SubjectStrategy.TOPIC,
+        compatibility: str = "BACKWARD_TRANSITIVE",
+        auto_register: bool = True,
+        use_latest: bool = False,
+        url: str = "",
     ) -> None:
         schema = schema if schema is not None else value_schema()
-        self.subject = f"{topic}-value"
+        self.subject = subject_name(strategy, topic, schema)
         self._client = client
         self._schema = Schema(json.dumps(schema), "AVRO")
-        self._serializer = AvroSerializer(
-            client, self._schema, conf={"auto.register.schemas": True}
-        )
-        self._context = SerializationContext(topic, MessageField.VALUE)
-        self._array_unions = array_union_fields(schema)
+        self._canonical = to_parsing_canonical_form(parse_schema(dict(schema)))
+        self._write = compile_writer(schema, fastavro_fallback(schema))
+        self._compatibility = compatibility
+        self._auto_register = auto_register
+        self._use_latest = use_latest
+        self._where = f" at {url}" if url else ""
         self.schema_id: int | None = None
 
     def register(self) -> None:
-        """Register (or find) the schema under ``<topic>-value``; fail clearly if refused."""
+        """Find or register the schema; fail with one clear line if that is refused."""
+        self.schema_id = self._call("register the schema under", self._register)
+
+    def _register(self) -> int:
+        if not self._auto_register:
+            return self._registered_id()
+        if not self._compatible():
+            raise self._incompatible()
+        schema_id = int(self._client.register_schema(self.subject, self._schema))
+        self._client.set_compatibility(self.subject, self._compatibility)
+        return schema_id
+
+    def _registered_id(self) -> int:
+        """The id of our schema in the subject (auto-register off)."""
         try:
-            self.schema_id = self._client.register_schema(self.subject, self._schema)
+            return _schema_id(self._client.lookup_schema(self.subject, self._schema).schema_id)
         except SchemaRegistryError as exc:
-            raise _registry_error(exc, self.subject, "register the schema under") from exc
-        except Exception as exc:  # requests/httpx errors: unreachable
+            if not _not_found(exc):
+                raise
+        if self._use_latest:
+            latest = self._client.get_latest_version(self.subject)
+            text = latest.schema.schema_str if latest.schema is not None else None
+            registered = to_parsing_canonical_form(parse_schema(json.loads(text or "null")))
+            if registered == self._canonical:
+                return _schema_id(latest.schema_id)
+            raise SchemaIncompatibleError(
+                f"the latest schema of subject {self.subject!r}{self._where} (version "
+                f"{latest.version}) is not the connector's event schema; register the "
+                "connector's schema, or turn SCHEMA_REGISTRY_AUTO_REGISTER on"
+            )
+        raise SchemaIncompatibleError(
+            f"subject {self.subject!r}{self._where} does not hold the connector's event "
+            "schema and SCHEMA_REGISTRY_AUTO_REGISTER is off: register it (avro/), or turn "
+            "auto-register or SCHEMA_REGISTRY_USE_LATEST_VERSION on"
+        )
+
+    def _compatible(self) -> bool:
+        """True when the subject is new, holds the schema, or accepts it as a new version."""
+        try:
+            self._client.lookup_schema(self.subject, self._schema)
+            return True
+        except SchemaRegistryError as exc:
+            if not _not_found(exc):
+                raise
+        try:
+            return bool(self._client.test_compatibility_all_versions(self.subject, self._schema))
+        except SchemaRegistryError as exc:
+            if _not_found(exc):
+                return True  # a new subject: anything is compatible with nothing
+            raise
+
+    def _incompatible(self) -> SchemaIncompatibleError:
+        return SchemaIncompatibleError(
+            f"the event schema is incompatible with the versions registered under subject "
+            f"{self.subject!r}{self._where}: evolve the schema compatibly (see avro/README.md), "
+            "use a new topic, or change the subject's compatibility level"
+        )
+
+    def _call(self, action: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except SchemaRegistryError as exc:
+            raise _registry_error(exc, self.subject, action) from exc
+        except ConnectorError:
+            raise
+        except Exception as exc:  # the HTTP client's errors: unreachable
             raise RetriableError(
-                f"schema registry unreachable while registering {self.subject!r}: "
-                f"{type(exc).__name__}"
+                f"schema registry{self._where} unreachable while trying to {action} "
+                f"{self.subject!r}: {type(exc).__name__}"
             ) from exc
 
     def check(self) -> str:
         """Whether start-up registration would succeed, without registering anything."""
-        try:
+
+        def look() -> str:
+            if not self._auto_register:
+                return f"subject {self.subject!r} holds the schema (id {self._registered_id()})"
+            if not self._compatible():
+                raise self._incompatible()
             try:
                 found = self._client.lookup_schema(self.subject, self._schema)
-                return f"subject {self.subject!r} has this schema (id {found.schema_id})"
+                return f"subject {self.subject!r} holds this schema (id {found.schema_id})"
             except SchemaRegistryError as exc:
-                if exc.http_status_code != 404:
+                if not _not_found(exc):
                     raise
             try:
-                compatible = self._client.test_compatibility(self.subject, self._schema)
+                self._client.get_latest_version(self.subject)
             except SchemaRegistryError as exc:
-                if exc.http_status_code == 404:
+                if _not_found(exc):
                     return f"subject {self.subject!r} is new: the schema is registered at start"
                 raise
-        except SchemaRegistryError as exc:
-            raise _registry_error(exc, self.subject, "check the schema of") from exc
-        except Exception as exc:  # requests/httpx errors: unreachable
-            raise RetriableError(
-                f"schema registry unreachable while checking {self.subject!r}: {type(exc).__name__}"
-            ) from exc
-        if not compatible:
-            raise SchemaIncompatibleError(
-                f"the schema registry would refuse the event schema for subject "
-                f"{self.subject!r}: incompatible with the versions registered before. Evolve "
-                f"the schema backward-compatibly (see avro/README.md) or use a new topic."
-            )
-        return f"subject {self.subject!r}: the schema is compatible; registered at start"
+            return f"subject {self.subject!r}: the schema is compatible; registered at start"
+
+        result: str = self._call("check the schema of", look)
+        return result
 
     @property
     def header(self) -> bytes:
@@ -332,14 +490,11 @@ class RegistryEncoder:
         return bytes((CONFLUENT_MAGIC,)) + self.schema_id.to_bytes(4, "big")
 
     def encode(self, event: Mapping[str, Any]) -> bytes:
+        header = self.header
         try:
-            value = self._serializer(writer_datum(event, self._array_unions), self._context)
-        except SchemaRegistryError as exc:
-            raise _registry_error(exc, self.subject, "register the schema under") from exc
-        except Exception as exc:  # fastavro raises many types for bad data
+            return header + self._write(event)
+        except Exception as exc:  # writers raise many types for bad data
             raise _not_serializable(exc) from exc
-        assert value is not None  # only None in, None out
-        return bytes(value)
 
 
 # --- decoding --------------------------------------------------------------------------
@@ -365,7 +520,7 @@ class EventDecoder:
             for schema in schema_versions(VALUE_SCHEMA).values()
         }
         if client is None and registry_url:
-            client = registry_client(registry_url, username, password)
+            client = registry_client(RegistryAccess(registry_url, username, password))
         self._deserializer = AvroDeserializer(client) if client is not None else None
         self._context = SerializationContext(topic, MessageField.VALUE)
 
@@ -412,32 +567,39 @@ class EventDecoder:
         return event
 
 
-def jsonable(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The decoded event with ``observed_at`` as ISO 8601 text, ready for ``json.dumps``."""
-    observed = event.get("observed_at")
-    out = dict(event)
-    if isinstance(observed, datetime):
-        out["observed_at"] = observed.isoformat(timespec="milliseconds")
-    return out
+def jsonable(value: Any) -> Any:
+    """A decoded event ready for ``json.dumps``: times as ISO 8601 text, UUIDs as text."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [jsonable(item) for item in value]
+    return value
 
 
 # --- from settings -----------------------------------------------------------------------
 def build_encoder(settings: Settings) -> EventEncoder:
     """The encoder the settings ask for; call ``register()`` on it before producing."""
     if settings.schema_registry_url:
-        client = registry_client(
-            settings.schema_registry_url,
-            settings.schema_registry_username,
-            settings.schema_registry_password.get_secret_value(),
+        return RegistryEncoder(
+            registry_client(RegistryAccess.from_settings(settings)),
+            settings.kafka_topic,
+            strategy=settings.schema_registry_subject_strategy,
+            compatibility=str(settings.schema_registry_compatibility),
+            auto_register=settings.schema_registry_auto_register,
+            use_latest=settings.schema_registry_use_latest_version,
+            url=settings.schema_registry_url,
         )
-        return RegistryEncoder(client, settings.kafka_topic)
     return SingleObjectEncoder()
 
 
 def build_decoder(settings: Settings) -> EventDecoder:
-    return EventDecoder(
-        settings.schema_registry_url or None,
-        settings.kafka_topic,
-        username=settings.schema_registry_username,
-        password=settings.schema_registry_password.get_secret_value(),
+    client = (
+        registry_client(RegistryAccess.from_settings(settings))
+        if settings.schema_registry_url
+        else None
     )
+    return EventDecoder(topic=settings.kafka_topic, client=client)

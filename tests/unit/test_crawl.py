@@ -30,7 +30,6 @@ from connector.changes.event import source_fields
 from connector.changes.prepare import PagePreparer
 from connector.checkpoint import Checkpoint
 from connector.errors import SourceFatalError
-from connector.kafka.event_writer import RawEventWriter
 from connector.kafka.serde import BodyEncoder
 from connector.learnosity.client import DataApiClient
 from connector.models import EventSource, Page
@@ -228,15 +227,14 @@ def new_crawl(
     api: FakeDataApi, send: Callable[[Fetched], None], stop: threading.Event, **options: Any
 ) -> Crawl:
     """A crawl over ``api`` (not started): 50 records a page, the clock at ``NOW``."""
+    source = source_fields(EventSource("test", "v2025.2.LTS", "0.0.0"))
     preparer = PagePreparer(
-        include_responses=False,
-        encode_body=BodyEncoder().encode,
-        source=source_fields(EventSource("test", "v2025.2.LTS", "0.0.0")),
-        fast_writer=RawEventWriter,
+        include_responses=False, encode_body=BodyEncoder().encode, source=source
     )
     arguments: dict[str, Any] = {
         "base_params": {"sort": "asc", "limit": 50},
         "prepare": preparer,
+        "source": source,
         "send": send,
         "stop": stop,
         "max_workers": 8,
