@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from connector.changes.fingerprint import SUBSCORE_FIELDS as FINGERPRINTED_SUBSCORE_FIELDS
+from connector.changes.validate import invalid
 from connector.errors import InvalidRecordError
 from connector.models import Change, EventSource, ScoreRecord
+from connector.tolerant_json import MAX_DEPTH, deeper_than
 
 RECORD_FIELDS: Final = frozenset(
     (
@@ -170,4 +172,8 @@ def extra_fields_json(obj: Mapping[str, Any], modeled: frozenset[str]) -> str | 
     if modeled.issuperset(obj):
         return None  # the common case: nothing unmodeled, no JSON work
     extra = {key: value for key, value in obj.items() if key not in modeled}
+    if deeper_than(extra, MAX_DEPTH):  # json.dumps recurses: a field 1,000 deep would overflow
+        raise invalid(
+            f"a field the schema does not model nests deeper than {MAX_DEPTH}", "too_deep"
+        )
     return json.dumps(extra, sort_keys=True, separators=(",", ":"))

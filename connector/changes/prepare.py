@@ -2,7 +2,8 @@
 
 For each item of a page, in order: validate it, fingerprint it, and encode its event
 body except the fields only the decision can fill (``kafka.serde.BodyEncoder``). What
-fails goes to ``dead_letters`` with its original JSON. The runner then only decides
+fails goes to ``dead_letters`` with its original JSON; no item, however broken (see
+``tolerant_json``), makes it raise. The runner then only decides
 (``changes.detector.decide``) and publishes, so this work runs in parallel with it, in
 the fetch process.
 """
@@ -14,11 +15,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from connector import tolerant_json
 from connector.changes.event import record_fields
 from connector.changes.fingerprint import fingerprint
 from connector.changes.validate import record_position, validate
 from connector.errors import InvalidRecordError
 from connector.models import DeadLetter, Page, PreparedPage, PreparedRecord
+from connector.tolerant_json import MAX_DEPTH, Salvaged, Unreadable, deeper_than
 
 #: writes an event body without its decided fields (``kafka.serde.BodyEncoder.encode``)
 EncodeBody = Callable[[Mapping[str, Any]], tuple[bytes, ...]]
@@ -73,11 +76,22 @@ class PagePreparer:
 
 
 def dead_letter(item: Any, error: InvalidRecordError) -> DeadLetter:
-    """``item`` as it goes to the dead-letter topic: its JSON, keyed by its session id."""
+    """``item`` as it goes to the dead-letter topic: its JSON, keyed by its session id.
+
+    An item the fast parser refused keeps the bytes it was served as (they may not be
+    UTF-8, which is why it is here); any other is written again, at any depth."""
     key = item.get("session_id") if isinstance(item, dict) else None
+    if not isinstance(key, str | int | float):  # no key: a container's repr may recurse
+        key = None
+    if isinstance(item, Salvaged | Unreadable):
+        value = item.source
+    elif deeper_than(item, MAX_DEPTH):  # json.dumps recurses: 1,000 levels overflow it
+        value = tolerant_json.dumps(item).encode("utf-8", "surrogatepass")
+    else:
+        value = json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
     return DeadLetter(
         key=str(key).encode("utf-8", "backslashreplace") if key else None,
-        value=json.dumps(item, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass"),
+        value=value,
         error_class=type(error).__name__,
         reason=error.reason,
         message=str(error)[:1000],

@@ -3,6 +3,12 @@
 The service sometimes answers errors with HTTP 200, so ``meta.status`` decides, not the
 HTTP code alone. Every input, however broken, ends as a Page or one of the project's own
 errors (a property test feeds it arbitrary bytes).
+
+A page orjson refuses is read again item by item (``tolerant_json.read_page``): one bad
+record (bytes that are not UTF-8, ``NaN``, nesting past the parser's limit, ...) does not
+hold back the good ones. It travels in ``Page.records`` as a ``Salvaged`` dict or an
+``Unreadable`` item, and validation makes it a dead letter. Only a document whose
+structure is broken (a body cut short) is still an error, retried as ever.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from connector import fastjson
+from connector import fastjson, tolerant_json
 from connector.errors import (
     RateLimitedError,
     ResponseTooLargeError,
@@ -110,7 +116,11 @@ def _decode(status: int, body: bytes) -> dict[str, Any]:
     try:
         # orjson: json.loads took twice as long, on every page
         document = fastjson.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # orjson's error is a ValueError
+        readable = True
+    except ValueError:  # orjson's error; the page may still hold good records
+        document = tolerant_json.read_page(body)
+        readable = document is not None
+    if not readable:
         if 400 <= status < 500:
             raise SourceFatalError(
                 f"HTTP {status}: {HTTP_HINTS.get(status, 'the request was refused')}",

@@ -125,3 +125,54 @@ def test_arbitrary_json_raises_only_our_errors(status: int, document: object) ->
     except ConnectorError:
         return
     assert isinstance(page, Page)
+
+
+GOOD_RECORD = b'{"session_id":"s1","user_id":"u1","activity_id":"a","status":"Completed"}'
+BAD_RECORDS = [
+    b'{"session_id":"s2","user_id":"\xff"}',  # not UTF-8
+    b'{"session_id":"s3","title":"\\udc00"}',  # an escaped lone surrogate
+    b'{"session_id":"s4","score":NaN}',
+    b'{"session_id":"s5","score":1e400}',
+    b'{"x":' + b"[" * 1100 + b"]" * 1100 + b"}",  # past orjson's 1,024 levels
+]
+
+
+@pytest.mark.parametrize("bad", BAD_RECORDS)
+def test_a_bad_record_does_not_take_its_page_down(bad: bytes) -> None:
+    """Before: the whole page was invalid JSON, retried forever, its good records lost."""
+    payload = b'{"meta":{"status":true,"next":"9.1","timestamp":5},"data":[%s,%s,%s]}' % (
+        GOOD_RECORD,
+        bad,
+        GOOD_RECORD,
+    )
+    page = parse_response(200, {}, payload)
+    assert page.next_token == "9.1" and page.server_time == 5
+    assert page.records[0] == page.records[2] == json.loads(GOOD_RECORD)
+    assert page.records[1].source == bad
+
+
+@pytest.mark.parametrize("cut", [10, 60, -40, -2, -1])
+def test_a_page_cut_short_is_still_transient(cut: int) -> None:
+    """Nothing is known of the records that were cut: the request is made again."""
+    payload = b'{"meta":{"status":true,"next":"9.1"},"data":[%s,%s]}' % (
+        GOOD_RECORD,
+        BAD_RECORDS[2],
+    )
+    with pytest.raises(TransientError):
+        parse_response(200, {}, payload[:cut])
+
+
+@given(
+    status=st.integers(100, 599),
+    items=st.lists(st.sampled_from([GOOD_RECORD, *BAD_RECORDS]), max_size=5),
+    cut=st.integers(0, 2000),
+)
+def test_pages_with_bad_records_cut_anywhere_raise_only_our_errors(
+    status: int, items: list[bytes], cut: int
+) -> None:
+    payload = b'{"meta":{"status":true,"next":"1"},"data":[' + b",".join(items) + b"]}"
+    try:
+        page = parse_response(status, {}, payload[: len(payload) - cut])
+    except ConnectorError:
+        return
+    assert isinstance(page, Page)

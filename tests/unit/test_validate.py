@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from connector.changes.validate import INVALID_REASONS, check_fields, plainly_valid, validate
 from connector.errors import InvalidRecordError
+from connector.tolerant_json import MAX_DEPTH, Salvaged, Unreadable
 from tests.support.records import documented_record
 
 
@@ -176,3 +177,61 @@ def test_the_fast_path_never_accepts_what_the_precise_checks_refuse(fields: dict
 def test_the_fast_path_takes_ordinary_records() -> None:
     assert plainly_valid(good())
     assert plainly_valid(good(score=None, subscores=None, responses=[]))
+
+
+# --- items of a page the fast parser refused (connector.tolerant_json) --------------------
+def salvaged(**changes: Any) -> Salvaged:
+    return Salvaged(good(**changes), b"{...}")
+
+
+@pytest.mark.parametrize(
+    ("record", "where", "reason"),
+    [
+        # the validator's own paths, unreachable while orjson refused whole pages
+        (salvaged(user_id="u\udcff"), "user_id", "invalid_value"),  # bytes that are not UTF-8
+        (salvaged(session_id="s\ud800"), "session_id", "invalid_value"),
+        (salvaged(score=float("nan")), "score", "invalid_value"),
+        (salvaged(max_score=float("inf")), "max_score", "invalid_value"),
+        (salvaged(subscores=[{"score": float("-inf")}]), "subscores[0].score", "invalid_value"),
+        # values only the walk over every value finds
+        (salvaged(status="Completed\ud800"), "status", "invalid_value"),
+        (salvaged(subscores=[{"title": "t\udcc3"}]), "subscores[0].title", "invalid_value"),
+        (salvaged(notes={"a": [1, float("nan")]}), "notes.a[1]", "invalid_value"),
+        (salvaged(notes={"k\udcff": 1}), "notes.k", "invalid_value"),
+        (salvaged(dt_saved="2025\udcff"), "dt_saved", "invalid_value"),
+    ],
+)
+def test_salvaged_records_with_values_an_event_cannot_carry(
+    record: Salvaged, where: str, reason: str
+) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        validate(record)
+    assert caught.value.reason == reason
+    assert str(caught.value).startswith(where)
+
+
+def test_a_salvaged_record_nested_too_deep() -> None:
+    value: Any = 1
+    for _ in range(MAX_DEPTH):
+        value = [value]
+    with pytest.raises(InvalidRecordError) as caught:
+        validate(salvaged(notes=value))
+    assert caught.value.reason == "too_deep"
+
+
+def test_a_salvaged_record_with_clean_values_passes() -> None:
+    """orjson refuses ints past 64 bits; they are fine where the schema does not look."""
+    record = salvaged(notes={"big": 2**70, "text": "ü"})
+    assert validate(record).raw is record
+
+
+@pytest.mark.parametrize("reason", ["invalid_json", "too_deep", "not_an_object"])
+def test_unreadable_items_are_refused_with_their_reason(reason: Any) -> None:
+    with pytest.raises(InvalidRecordError) as caught:
+        validate(Unreadable(b"{", reason, "why"))
+    assert caught.value.reason == reason
+    assert str(caught.value) == "why"
+
+
+def test_new_reasons_are_known() -> None:
+    assert {"invalid_json", "too_deep", "not_an_object"} <= set(INVALID_REASONS)
