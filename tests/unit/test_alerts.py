@@ -31,7 +31,9 @@ from connector.observability.metrics import (
     Metrics,
 )
 
-FILES = Path(__file__).resolve().parents[2] / "helm" / "learnosity-connector" / "files"
+REPO = Path(__file__).resolve().parents[2]
+FILES = REPO / "helm" / "learnosity-connector" / "files"
+OPERATIONS = REPO / "docs" / "operations.md"
 ALERTS = FILES / "alerts.yaml"
 DASHBOARD = FILES / "dashboard.json"
 STEP = 60  # seconds between evaluations and between samples
@@ -524,5 +526,55 @@ def test_dashboard_covers_the_operators_questions() -> None:
         "transactions_total",
         "transaction_commit_duration_seconds_bucket",
         "api_request_duration_seconds_bucket",
+        # catch-up: slices by state, ETA, concurrency, stale records
+        "slices{",
+        "catchup_eta_seconds",
+        "api_requests_in_flight",
+        "fetch_workers",
+        "stale_records_total",
     ):
         assert f"learnosity_connector_{needed}" in exprs, f"no panel shows {needed}"
+    by_state = [
+        t for p in panels for t in p["targets"] if "learnosity_connector_slices{" in t["expr"]
+    ]
+    assert any("by (state)" in t["expr"] and "{{state}}" in t["legendFormat"] for t in by_state)
+
+
+# --- runbooks ------------------------------------------------------------------------------
+
+
+def heading_anchors(markdown: str) -> dict[str, str]:
+    """Each heading's anchor as GitHub (and most renderers) make it -> the heading."""
+    anchors = {}
+    for heading in re.findall(r"^#{1,6} (.+?)\s*$", markdown, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        anchors[slug] = heading
+    return anchors
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of one ``## title`` section, up to the next ``## ``."""
+    start = markdown.index(f"\n## {title}\n")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end >= 0 else len(markdown)]
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    docs = OPERATIONS.read_text(encoding="utf-8")
+    alerts_section = section(docs, "Alerts")
+    anchors = heading_anchors(alerts_section)
+    for name, rule in RULES.items():
+        url = rule["annotations"].get("runbook_url")
+        assert url == f"docs/operations.md#{name.lower()}", f"{name}: runbook_url {url!r}"
+        anchor = url.partition("#")[2]
+        assert anchor in anchors, f"{name}: no heading in operations.md's Alerts for #{anchor}"
+        assert anchors[anchor].strip("`") == name
+        # the section says what to do: more than its heading
+        body = alerts_section.split(f"### {anchors[anchor]}\n", 1)[1].split("\n### ", 1)[0]
+        assert len(body.split()) >= 30, f"{name}: its runbook section is too thin"
+
+
+def test_heading_anchors_are_what_renderers_make() -> None:
+    """The control for the test above."""
+    anchors = heading_anchors("## Alerts\n### LearnosityConnectorNotReady\n## `status` and more\n")
+    assert set(anchors) == {"alerts", "learnosityconnectornotready", "status-and-more"}

@@ -69,12 +69,61 @@ app.kubernetes.io/component: connector
 {{- $grace }}
 {{- end }}
 
+{{/*
+What the connector cannot start without, and settings that contradict each other: one
+line naming every missing value, so `helm install` fails instead of a crash-looping pod.
+values.schema.json rejects the same values first; this holds with --skip-schema-validation
+too. Included by the Deployment, which every install renders.
+*/}}
+{{- define "learnosity-connector.validate" -}}
+{{- $v := .Values }}
+{{- $missing := list }}
+{{- if not $v.learnosity.consumerKey }}
+{{- $missing = append $missing "learnosity.consumerKey" }}
+{{- end }}
+{{- if not (or $v.learnosity.consumerSecret $v.learnosity.existingSecret) }}
+{{- $missing = append $missing "learnosity.consumerSecret or learnosity.existingSecret" }}
+{{- end }}
+{{- if not $v.kafka.bootstrapServers }}
+{{- $missing = append $missing "kafka.bootstrapServers" }}
+{{- end }}
+{{- if and $v.kafka.sasl.enabled (not (or $v.kafka.sasl.password $v.kafka.sasl.existingSecret)) }}
+{{- $missing = append $missing "kafka.sasl.password or kafka.sasl.existingSecret (kafka.sasl.enabled is true)" }}
+{{- end }}
+{{- if and (ne (default "registry" $v.encoding) "single-object") (not $v.schemaRegistry.url) }}
+{{- $missing = append $missing "schemaRegistry.url (or encoding=single-object for Avro without a registry)" }}
+{{- end }}
+{{- if $missing }}
+{{- fail (printf "missing required values: %s" (join "; " $missing)) }}
+{{- end }}
+{{- if and (eq (default "registry" $v.encoding) "single-object") $v.schemaRegistry.url }}
+{{- fail "encoding is single-object but schemaRegistry.url is set: the connector would use the registry; unset one of them" }}
+{{- end }}
+{{- with $v.schemaRegistry }}
+{{- if and .existingSecret (not (or .passwordKey .bearerTokenKey)) }}
+{{- fail "schemaRegistry.existingSecret is set but neither schemaRegistry.passwordKey nor schemaRegistry.bearerTokenKey names a key in it" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{- define "learnosity-connector.securityProtocol" -}}
 {{- $k := .Values.kafka }}
 {{- if and $k.sasl.enabled $k.tls.enabled }}SASL_SSL
 {{- else if $k.sasl.enabled }}SASL_PLAINTEXT
 {{- else if $k.tls.enabled }}SSL
 {{- else }}PLAINTEXT
+{{- end }}
+{{- end }}
+
+{{/*
+A value as an env var's text. Numbers from a values file arrive as float64, which
+toString writes as 3.3554432e+07: a whole number is written whole.
+*/}}
+{{- define "learnosity-connector.envValue" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}
+{{- printf "%.0f" . }}
+{{- else }}
+{{- toString . }}
 {{- end }}
 {{- end }}
 
@@ -103,8 +152,8 @@ are left out so the connector's defaults apply. Secrets never appear here.
 {{- range $name, $value := $typed }}
 {{- if $value }}{{ $_ := set $s $name (toString $value) }}{{ end }}
 {{- end }}
-{{- $_ := set $s "HTTP_PORT" (toString $v.httpPort) }}
-{{- $_ := set $s "SHUTDOWN_TIMEOUT_SECONDS" (toString $v.shutdownTimeoutSeconds) }}
+{{- $_ := set $s "HTTP_PORT" (include "learnosity-connector.envValue" $v.httpPort) }}
+{{- $_ := set $s "SHUTDOWN_TIMEOUT_SECONDS" (include "learnosity-connector.envValue" $v.shutdownTimeoutSeconds) }}
 {{- $_ := set $s "KAFKA_SECURITY_PROTOCOL" (include "learnosity-connector.securityProtocol" .) }}
 {{- if $v.kafka.sasl.enabled }}
 {{- $_ := set $s "KAFKA_SASL_MECHANISM" $v.kafka.sasl.mechanism }}
@@ -120,10 +169,10 @@ are left out so the connector's defaults apply. Secrets never appear here.
 {{- end }}
 {{- /* linger.ms -> LIBRDKAFKA_LINGER_MS; a literal "_" is written "__" (the connector's rule) */}}
 {{- range $prop, $value := $v.kafka.librdkafka }}
-{{- $_ := set $s (printf "LIBRDKAFKA_%s" ($prop | replace "_" "__" | replace "." "_" | upper)) (toString $value) }}
+{{- $_ := set $s (printf "LIBRDKAFKA_%s" ($prop | replace "_" "__" | replace "." "_" | upper)) (include "learnosity-connector.envValue" $value) }}
 {{- end }}
 {{- range $name, $value := $v.settings }}
-{{- $_ := set $s $name (toString $value) }}
+{{- $_ := set $s $name (include "learnosity-connector.envValue" $value) }}
 {{- end }}
 {{- toYaml $s }}
 {{- end }}
@@ -140,6 +189,9 @@ are left out so the connector's defaults apply. Secrets never appear here.
 {{- end }}
 {{- if and $v.schemaRegistry.password (not $v.schemaRegistry.existingSecret) }}
 {{- $_ := set $d "SCHEMA_REGISTRY_PASSWORD" $v.schemaRegistry.password }}
+{{- end }}
+{{- if and $v.schemaRegistry.bearerToken (not $v.schemaRegistry.existingSecret) }}
+{{- $_ := set $d "SCHEMA_REGISTRY_BEARER_TOKEN" $v.schemaRegistry.bearerToken }}
 {{- end }}
 {{- toYaml $d }}
 {{- end }}
