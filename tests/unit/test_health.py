@@ -266,7 +266,7 @@ def test_a_silent_connection_is_closed_after_the_read_timeout(
 def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(
     servers: Callable[..., HealthServer],
 ) -> None:
-    server = servers(read_timeout=0.2, idle_timeout=0.6)
+    server = servers(read_timeout=0.2, idle_timeout=1.0)
     with connect(server) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         response = http.client.HTTPResponse(sock)
@@ -275,7 +275,7 @@ def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(
         answered = time.monotonic()
         assert read_to_end(sock) == b""  # then idle: closed after idle_timeout, not the read one
         waited = time.monotonic() - answered
-    assert 0.55 <= waited < 0.6 + 2
+    assert 0.5 < waited < 1.0 + 2  # the idle timeout's doing, not the read timeout's
 
 
 def test_a_slowloris_request_is_cut_off_at_the_read_timeout(
