@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from connector.emulator.faults import FaultConfig
+from connector.emulator.faults import DEFAULT_MALFORMED_KINDS, MALFORMED_KINDS, FaultConfig
 from connector.emulator.persist import WorkloadFileError
 from connector.emulator.service import Emulator, EmulatorConfig, default_credentials
 from connector.emulator.workload import WorkloadConfig
@@ -86,7 +86,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--fault-malformed-rate", type=float, default=0.0, help="one broken record in a page"
     )
+    faults.add_argument(
+        "--fault-malformed-kinds",
+        default=",".join(DEFAULT_MALFORMED_KINDS),
+        metavar="K,K",
+        help=f"what a malformed record may be: {', '.join(MALFORMED_KINDS)}",
+    )
     faults.add_argument("--fault-reset-rate", type=float, default=0.0)
+    faults.add_argument(
+        "--fault-oversized-rate",
+        type=float,
+        default=0.0,
+        help="fraction of records served with --fault-oversized-bytes more",
+    )
+    faults.add_argument("--fault-oversized-bytes", type=int, default=0, metavar="N")
+    faults.add_argument(
+        "--fault-frozen-cursor-rate",
+        type=float,
+        default=0.0,
+        help="fraction of tokens answered with themselves as next, dt_saved moving",
+    )
+    faults.add_argument(
+        "--fault-frozen-cursor-length",
+        type=int,
+        default=20,
+        metavar="N",
+        help="frozen answers per frozen token",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
@@ -103,6 +129,11 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
             stall_rate=args.fault_stall_rate,
             malformed_rate=args.fault_malformed_rate,
             reset_rate=args.fault_reset_rate,
+            malformed_kinds=tuple(k.strip() for k in args.fault_malformed_kinds.split(",")),
+            oversized_rate=args.fault_oversized_rate,
+            oversized_bytes=args.fault_oversized_bytes,
+            frozen_cursor_rate=args.fault_frozen_cursor_rate,
+            frozen_cursor_length=args.fault_frozen_cursor_length,
         )
     except ValueError as exc:
         raise ConfigError([str(exc)]) from None

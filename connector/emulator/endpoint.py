@@ -30,6 +30,7 @@ from connector.emulator.cursor import encode_token
 from connector.emulator.faults import After, Before, FaultConfig, FaultInjector
 from connector.emulator.query import ScoresQuery, parse_query
 from connector.emulator.ratelimit import RateLimiter
+from connector.emulator.records import SessionState, iso_seconds
 from connector.emulator.requestlog import RequestLog
 from connector.emulator.security import Consumers, verify
 from connector.emulator.store import SessionStore
@@ -189,16 +190,20 @@ class ScoresEndpoint:
                     state.drop_cache()
             fragments = [s.json(query.include_responses) for s in states]
             after = After.NONE
+            frozen = False
             if faults.enabled:
+                frozen = bool(states) and faults.frozen(token)
+                if frozen:
+                    fragments = self._frozen_fragments(states, query.include_responses)
                 after = faults.after(len(states), isinstance(token, str) and token in self._issued)
                 if after is After.MALFORMED:
                     index = faults.pick(len(states))
                     record = states[index].to_record(query.include_responses)
-                    how = faults.malform(record)
-                    fragments[index] = json.dumps(record, ensure_ascii=False).encode()
+                    how, fragments[index] = faults.malform(record)
                     if self.truth is not None:
                         self.truth.fault("malformed", session_id=states[index].session_id, how=how)
                         self.truth.flush()
+                self._oversize(fragments, states)
         self.stats.pages += 1
         self.stats.records += len(states)
 
@@ -207,7 +212,7 @@ class ScoresEndpoint:
         if after is After.STATUS_FALSE:
             return error_reply(ApiError(INTERNAL, "An internal error occurred", 200))
         if states:
-            next_token = encode_token(states[-1].updated_us)
+            next_token = token if frozen else encode_token(states[-1].updated_us)
             head = b'{"meta":{"status":true,"timestamp":%d,"records":%d,"next":"%s"},"data":[' % (
                 now,
                 len(states),
@@ -222,6 +227,33 @@ class ScoresEndpoint:
         if after is After.TRUNCATE:
             return Reply(200, body, delivery=Delivery.TRUNCATED)
         return Reply(200, body)
+
+    def _frozen_fragments(self, states: list[SessionState], include_responses: bool) -> list[bytes]:
+        """The records of a frozen answer: as they are, but for a ``dt_saved`` that moves
+        on with every frozen answer (the records change, the cursor does not)."""
+        moved = self.faults.counts["frozen_cursor"]
+        fragments = []
+        for state in states:
+            record = state.to_record(include_responses)
+            record["dt_saved"] = iso_seconds(state.saved_us + moved * 1_000_000)
+            fragments.append(json.dumps(record, ensure_ascii=False).encode())
+        return fragments
+
+    def _oversize(self, fragments: list[bytes], states: list[SessionState]) -> None:
+        """Pads the records the injector picks with a field ``padding``."""
+        chosen = self.faults.oversized(len(fragments))
+        if not chosen:
+            return
+        size = self.faults.config.oversized_bytes
+        padding = b',"padding":"' + b"x" * size + b'"}'
+        for index in chosen:
+            fragments[index] = fragments[index][:-1] + padding
+        if self.truth is not None:
+            self.truth.fault(
+                "oversized",
+                session_ids=[states[i].session_id for i in chosen],
+                bytes=size,
+            )
 
     def _remember(self, token: str, body: bytes) -> None:
         self._issued[token] = body
