@@ -101,5 +101,15 @@ class KafkaFatalError(FatalError):
     """Kafka refused us for good: fenced by another instance, unauthorized, or broken."""
 
 
+class ProducerFencedError(KafkaFatalError):
+    """Our transactional id has a newer epoch: another instance took over, or the broker
+    aborted a transaction of ours that outlived its timeout (the process was paused)."""
+
+
 class ShutdownRequested(ConnectorError):
     """A wait was cut short because the connector is shutting down."""
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line: line breaks and runs of blanks become one space."""
+    return " ".join(text.split())

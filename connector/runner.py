@@ -24,6 +24,7 @@ to the committed lanes, go on; FatalError → stop with one clear line (exit 1).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from connector.errors import (
     AbortableError,
     ConnectorError,
     FatalError,
+    ProducerFencedError,
     RetriableError,
 )
 from connector.kafka.cloudevents import CloudEventHeaders
@@ -87,6 +89,7 @@ class Runner:
         wall: Callable[[], float] = time.time,
         progress: BackfillProgress | None = None,
         body: BodyEncoder | None = None,
+        renew_producer: Callable[[], EventProducer] | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
@@ -105,6 +108,8 @@ class Runner:
         self._commit_interval = settings.kafka_commit_interval_ms / 1000
         self._headers = CloudEventHeaders(settings.connector_name)
         self._table_topic = settings.kafka_table_topic
+        #: a new, initialised producer for the same transactional id (after a pause)
+        self._renew_producer = renew_producer
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -129,8 +134,8 @@ class Runner:
                         self._commit(batch)
                         self._report(batch, caught_up)
                         batch = self._new_batch()
-                except (AbortableError, RetriableError) as exc:
-                    self._abort(exc)
+                except (AbortableError, RetriableError, ProducerFencedError) as exc:
+                    self._recover(exc, batch)
                     fetcher.rewind(self._resume())
                     batch = self._new_batch()
             self._finish(batch)
@@ -271,6 +276,32 @@ class Runner:
                 caught_up=caught_up,
                 catchup=self.checkpoint.catchup(),
             )
+
+    def _recover(self, exc: ConnectorError, batch: Batch) -> None:
+        """After a failed batch: abort it, so the lanes can be re-read from the commit.
+
+        A fenced producer is fatal, unless the batch's transaction outlived its timeout
+        (the process was paused: a frozen node, SIGSTOP): then the broker aborted it and
+        bumped our epoch, and a new producer carries on where the last commit left.
+        """
+        try:
+            if not isinstance(exc, ProducerFencedError):
+                self._abort(exc)
+                return
+        except ProducerFencedError as fenced:
+            exc = fenced
+        paused = self._clock() - batch.started
+        if self._renew_producer is None or paused <= self.producer.transaction_timeout:
+            raise exc
+        log.warning(
+            "the transaction outlived its timeout (was the process paused?): the broker "
+            "aborted it; re-reading from the committed lanes with a new producer",
+            extra={"open_seconds": round(paused, 1), "error": str(exc)},
+        )
+        self.metrics.transactions.labels("aborted").inc()
+        with contextlib.suppress(Exception):  # the old one is dead: close what can be
+            self.producer.close()
+        self.producer = self._renew_producer()
 
     def _abort(self, exc: Exception) -> None:
         log.warning(

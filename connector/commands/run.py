@@ -1,8 +1,12 @@
 """``learnosity-connector run``: the connector, until SIGTERM or SIGINT.
 
-Start-up order matters and is fixed here: settings (fail fast), the HTTP endpoints (so
-probes answer while we start), topics, the producer's transactional id (fencing older
-instances), state restore, schema registration, and only then the first fetch.
+Start-up order matters and is fixed here: settings (every problem at once, fail fast),
+the HTTP endpoints (so probes answer while we start), then everything the connector
+depends on is checked before anything is created: one signed request to the Data API
+(the credentials), the brokers' metadata (address, credentials, TLS, a state topic that
+is not compacted), the schema registration; then topics, the producer's transactional
+id (fencing older instances), state restore, and only then the first fetch. Each of
+these fails with one line naming what failed and where.
 """
 
 from __future__ import annotations
@@ -20,21 +24,35 @@ from types import FrameType
 from connector.catchup.lanes import Lane, unplanned_tail
 from connector.checkpoint import Checkpoint
 from connector.cli import add_config_options
-from connector.commands.common import load_for_command
+from connector.commands.common import data_api_failure, load_for_command
+from connector.errors import (
+    ConnectorError,
+    FatalError,
+    RetriableError,
+    ShutdownRequested,
+    SourceFatalError,
+)
 from connector.fetch_side import FetchPlan, FetchProcess
 from connector.gc_tuning import tune_gc
-from connector.kafka.admin import TopicSpec, ensure_topics
+from connector.kafka.admin import TopicSpec, describe_topics, ensure_topics
 from connector.kafka.presence import Presence
 from connector.kafka.producer import EventProducer
-from connector.kafka.serde import build_encoder
+from connector.kafka.serde import EventEncoder, build_encoder
 from connector.kafka.state_topic import read_compacted
+from connector.learnosity.client import DataApiClient
+from connector.learnosity.paging import base_params
 from connector.observability.health import Health, HealthServer
+from connector.observability.logs import mask_url
 from connector.observability.metrics import Metrics
 from connector.observability.progress import BackfillProgress
 from connector.runner import Runner
 from connector.settings import Delivery, Settings
 
 log = logging.getLogger("connector.run")
+
+#: transient failures of the first signed request before ``run`` gives up (exit 1, and
+#: Kubernetes starts it again): a wrong LEARNOSITY_BASE_URL must not hang the start
+FIRST_REQUEST_ATTEMPTS = 5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +104,47 @@ def _hard_exit() -> None:
     os._exit(1)
 
 
+def first_request(settings: Settings, stop: threading.Event) -> None:
+    """One signed request to the Data API: the credentials and the URL are right.
+
+    Made before any topic is created, so a wrong secret leaves nothing behind."""
+    client = DataApiClient.from_settings(settings, stop=stop)
+    try:
+        client.fetch({**base_params(settings), "limit": 1}, max_attempts=FIRST_REQUEST_ATTEMPTS)
+    except RetriableError as exc:
+        raise data_api_failure(settings.endpoint_url, exc, FIRST_REQUEST_ATTEMPTS) from exc
+    except SourceFatalError as exc:
+        raise data_api_failure(settings.endpoint_url, exc) from exc
+    finally:
+        client.close()
+
+
+def check_brokers(settings: Settings) -> None:
+    """The brokers answer with these credentials and this TLS configuration, and a state
+    topic that exists is compacted: before anything is created (waits are bounded)."""
+    found = describe_topics(settings.kafka_client_config(), [settings.state_topic])
+    info = found.get(settings.state_topic)
+    if info is not None and not info.compacted:
+        raise FatalError(
+            f"state topic {settings.state_topic!r} at Kafka {settings.kafka_bootstrap_servers} "
+            f"exists with cleanup.policy={info.cleanup_policy!r}; it must be 'compact' (or the "
+            "connector's state would be deleted by retention): change it with kafka-configs, "
+            "or choose another CONNECTOR_NAME"
+        )
+
+
+def register_schema(encoder: EventEncoder, settings: Settings) -> None:
+    """The value schema registered (or found) before any topic is created."""
+    try:
+        encoder.register()
+    except ConnectorError as exc:
+        where = mask_url(settings.schema_registry_url)
+        message = str(exc)
+        if where not in message:
+            message = f"schema registry at {where}: {message}"
+        raise FatalError(message) from exc
+
+
 def start_lane(settings: Settings) -> Lane:
     """The tail of a connector with no committed cursor: ``LEARNOSITY_START_FROM``.
 
@@ -108,15 +167,26 @@ def run(args: argparse.Namespace) -> int:
     presence: Presence | None = None
     try:
         kafka_config = settings.kafka_client_config()
+        first_request(settings, stop)
+        check_brokers(settings)
+        encoder = build_encoder(settings)
+        register_schema(encoder, settings)
         ensure_topics(kafka_config, topic_specs(settings))
         transactional = settings.kafka_delivery is Delivery.EXACTLY_ONCE
-        producer = EventProducer(
-            {**kafka_config, "statistics.interval.ms": "15000"},
-            transactional_id=settings.transactional_id if transactional else None,
-            stats_callback=metrics.librdkafka_stats,
-        )
-        health.set_kafka_probe(producer.reachable)
-        producer.init()  # fences an older instance before we read its state
+
+        def new_producer() -> EventProducer:
+            """A producer with our transactional id, initialised (fencing older epochs)."""
+            nonlocal producer
+            producer = EventProducer(
+                {**kafka_config, "statistics.interval.ms": "15000"},
+                transactional_id=settings.transactional_id if transactional else None,
+                stats_callback=metrics.librdkafka_stats,
+            )
+            health.set_kafka_probe(producer.reachable)
+            producer.init()  # fences an older instance before we read its state
+            return producer
+
+        producer = new_producer()
         presence = Presence(kafka_config, settings.connector_name, settings.state_topic).start()
         started = time.monotonic()
         checkpoint, entries = restore_state(settings)
@@ -137,8 +207,6 @@ def run(args: argparse.Namespace) -> int:
         )
         health.restored = True
         tune_gc()  # after the restore: its objects are long-lived, the loop's are not
-        encoder = build_encoder(settings)
-        encoder.register()
         plan = FetchPlan(settings)
 
         def make_fetcher(lanes: tuple[Lane, ...]) -> FetchProcess:
@@ -155,8 +223,12 @@ def run(args: argparse.Namespace) -> int:
             health=health,
             stop=stop,
             progress=BackfillProgress(),
+            renew_producer=new_producer,
         ).run()
         log.info("stopped")
+        return 0
+    except ShutdownRequested:  # SIGTERM while starting: nothing to finish
+        log.info("stopped while starting")
         return 0
     finally:
         stop.set()

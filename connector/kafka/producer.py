@@ -19,8 +19,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from connector.errors import AbortableError, ConnectorError, KafkaFatalError, RetriableError
-from connector.kafka.clients import make_producer
+from connector.errors import (
+    AbortableError,
+    ConnectorError,
+    KafkaFatalError,
+    ProducerFencedError,
+    RetriableError,
+)
+from connector.kafka.clients import ClientWatch, make_producer, servers_of, tidy
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +64,7 @@ MAX_RETRIABLE_ATTEMPTS = 20
 
 
 def _describe(error: KafkaError) -> str:
-    return f"{error.name()}: {error.str()}"
+    return f"{error.name()}: {tidy(error.str())}"
 
 
 def classify(exc: KafkaException, action: str) -> Exception:
@@ -69,13 +75,15 @@ def classify(exc: KafkaException, action: str) -> Exception:
         KafkaError.PRODUCER_FENCED,
         KafkaError.INVALID_PRODUCER_EPOCH,
     ):
-        return KafkaFatalError(
+        return ProducerFencedError(
             f"{action}: fenced: another instance with the same CONNECTOR_NAME has taken over "
             f"({_describe(error)})"
         )
     if error.fatal():
         return KafkaFatalError(f"{action}: {_describe(error)}")
-    if error.txn_requires_abort():
+    if error.txn_requires_abort() or error.code() == KafkaError._STATE:
+        # _STATE: the transaction already failed (e.g. its messages timed out while the
+        # process was paused) and refuses more until it is aborted
         return AbortableError(f"{action}: {_describe(error)}")
     if error.retriable():
         return RetriableError(f"{action}: {_describe(error)}")
@@ -104,7 +112,11 @@ class EventProducer:
         if stats_callback is not None:
             conf["stats_cb"] = stats_callback
         self.transactional = bool(transactional_id)
-        self._producer = make_producer(conf)
+        #: how long the broker lets a transaction of ours stay open before aborting it
+        self.transaction_timeout = float(merged["transaction.timeout.ms"]) / 1000
+        self._where = f"Kafka at {servers_of(config)}"
+        self._watch = ClientWatch()
+        self._producer = make_producer(conf, self._watch)
         self._delivery_error: KafkaError | None = None
         self._fatal_error: KafkaError | None = None
         self._in_transaction = False
@@ -114,6 +126,8 @@ class EventProducer:
     def _on_client_error(self, error: KafkaError) -> None:
         if error.fatal():
             self._fatal_error = error
+        # the text without the per-attempt timing, so the same error repeated is one line
+        # a minute (logs.RepeatFilter), while a different one is shown at once
         log.warning("kafka client error", extra={"kafka_error": _describe(error)})
 
     def _on_delivery(self, error: KafkaError | None, _message: Message) -> None:
@@ -267,13 +281,19 @@ class EventProducer:
     # --- helpers ----------------------------------------------------------------------
     def _classify(self, exc: KafkaException, action: str) -> Exception:
         """``classify``, but a bare ``_FATAL`` is replaced by the fatal error behind it
-        (fenced, say), which librdkafka reports through error_cb on the next poll."""
+        (fenced, say), which librdkafka reports through error_cb on the next poll; and a
+        timeout names the broker address and the last cause the brokers gave."""
         if exc.args and exc.args[0].code() == KafkaError._FATAL:
             with contextlib.suppress(SystemError, KafkaException):
                 self._producer.poll(0)
             if self._fatal_error is not None:
                 return classify(KafkaException(self._fatal_error), action)
-        return classify(exc, action)
+        error = classify(exc, action)
+        if exc.args and exc.args[0].code() in (KafkaError._TIMED_OUT, KafkaError._TRANSPORT):
+            cause = self._watch.cause()
+            detail = f"{self._where}: {cause.text}" if cause else self._where
+            error.args = (f"{error.args[0]} ({detail})",)
+        return error
 
     def _flush(self, timeout: float) -> int:
         """``Producer.flush``; a fenced or failed producer can make it return NULL."""
