@@ -22,11 +22,12 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from connector.kafka.reader import Received, read_topic
-from tests.fixtures.streams_app import StreamsApp, StreamsAppProcess
+from tests.fixtures.streams_app import BUILD_TIMEOUT_SECONDS, StreamsApp, StreamsAppProcess
 from tests.support.connector_proc import wait_for
 from tests.support.pipeline import AVRO_DIR, Pipeline
 
-pytestmark = pytest.mark.integration
+# A cold cache builds the app first (bounded by BUILD_TIMEOUT_SECONDS), inside the test's time.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(BUILD_TIMEOUT_SECONDS + 240)]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: the framing each encoding puts before the Avro body
