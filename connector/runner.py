@@ -56,6 +56,8 @@ log = logging.getLogger("connector.runner")
 
 #: commit early when a batch holds this many records, to bound memory and replay time
 MAX_BATCH_RECORDS = 20_000
+#: bytes of a message kept for its key, headers and framing
+MESSAGE_HEADROOM = 4096
 #: the main loop wakes at least this often to beat the liveness heartbeat
 TICK_SECONDS = 1.0
 
@@ -110,6 +112,9 @@ class Runner:
         self._table_topic = settings.kafka_table_topic
         #: a new, initialised producer for the same transactional id (after a pause)
         self._renew_producer = renew_producer
+        #: the largest event value produced; larger ones are dead letters (key and
+        #: headers take the rest of a message)
+        self._max_value = producer.max_message_bytes - MESSAGE_HEADROOM
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> None:
@@ -190,6 +195,9 @@ class Runner:
                 change.previous_score,
                 change.previous_max_score,
             )
+            if len(value) > self._max_value:
+                self._too_large(record.session_id, value, batch, cursor)
+                continue  # its state is still applied: a repeat will not send it again
             headers = headers_of(change.event_id, kind, record.session_id, record.updated_ms)
             events.append((record.user_id.encode("utf-8"), value, headers))
             if self._table_topic:  # the latest event per session, keyed by the session
@@ -208,6 +216,22 @@ class Runner:
         batch.updates.update(result.updates)
         batch.repeats += result.repeats
         batch.stale += result.stale
+
+    def _too_large(self, session_id: str, value: bytes, batch: Batch, cursor: str | None) -> None:
+        """An event no Kafka message can hold: a dead letter, its value cut to fit."""
+        limit = self._max_value
+        letter = DeadLetter(
+            key=session_id.encode("utf-8"),
+            value=value[:limit],
+            error_class="EventTooLargeError",
+            reason="too_large",
+            message=(
+                f"the event is {len(value)} bytes, over the {limit} a message may hold "
+                f"(KAFKA message.max.bytes less headroom): the value here is its first {limit}"
+            ),
+        )
+        self._produce_dead_letter(letter, cursor)
+        batch.dead_letters["too_large"] = batch.dead_letters.get("too_large", 0) + 1
 
     def _produce_dead_letter(self, letter: DeadLetter, cursor: str | None) -> None:
         headers = [

@@ -38,6 +38,7 @@ InvalidReason = Literal[
     "not_serializable",
     "invalid_json",
     "too_deep",
+    "too_large",
 ]
 INVALID_REASONS: Final[tuple[InvalidReason, ...]] = (
     "not_an_object",  # the item is not a JSON object
@@ -47,6 +48,7 @@ INVALID_REASONS: Final[tuple[InvalidReason, ...]] = (
     "not_serializable",  # the Avro serializer refused the event (raised by kafka.serde)
     "invalid_json",  # the item's bytes are not JSON, even read tolerantly
     "too_deep",  # nested deeper than tolerant_json.MAX_DEPTH
+    "too_large",  # the event is larger than a Kafka message may be (raised by the runner)
 )
 
 REQUIRED_IDS: Final = ("session_id", "user_id", "activity_id")

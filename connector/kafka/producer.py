@@ -59,6 +59,9 @@ PRODUCER_DEFAULTS: dict[str, str] = {
 #: thread thousands of times a second. Commits and flushes serve them too.
 POLL_EVERY = 1000
 
+#: librdkafka's default ``message.max.bytes``
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+
 #: how often a retriable commit or init is tried before giving up as fatal
 MAX_RETRIABLE_ATTEMPTS = 20
 
@@ -114,6 +117,8 @@ class EventProducer:
         self.transactional = bool(transactional_id)
         #: how long the broker lets a transaction of ours stay open before aborting it
         self.transaction_timeout = float(merged["transaction.timeout.ms"]) / 1000
+        #: the largest message librdkafka accepts (``message.max.bytes``, its default)
+        self.max_message_bytes = int(merged.get("message.max.bytes", DEFAULT_MESSAGE_MAX_BYTES))
         self._where = f"Kafka at {servers_of(config)}"
         self._watch = ClientWatch()
         self._producer = make_producer(conf, self._watch)
