@@ -172,12 +172,24 @@ def fastavro_fallback(schema: Mapping[str, Any]) -> Fallback:
     named: dict[str, Any] = {}
     parse_schema(dict(schema), named_schemas=named)
 
+    wrapper_name = "connector_fallback_part"
+    while wrapper_name in named:
+        wrapper_name += "_"
+
     def writer(part: Any) -> Callable[[Any], bytes]:
-        parsed = parse_schema(part, named_schemas=dict(named))
+        # the part is written as the one field of a record: Avro writes a record as its
+        # fields in order, so the bytes are the part's own. fastavro keeps the named
+        # types a parsed *record* references, but parses any other schema again on each
+        # write, without them: a part such as {"type": "map", "values": "ns.Inner"} or a
+        # fixed would fail with UnknownType
+        wrapper = parse_schema(
+            {"type": "record", "name": wrapper_name, "fields": [{"name": "v", "type": part}]},
+            named_schemas=dict(named),
+        )
 
         def write(value: Any) -> bytes:
             buffer = io.BytesIO()
-            schemaless_writer(buffer, parsed, value)
+            schemaless_writer(buffer, wrapper, {"v": value})
             return buffer.getvalue()
 
         return write
@@ -339,6 +351,11 @@ def subject_name(strategy: SubjectStrategy, topic: str, schema: Mapping[str, Any
     return f"{topic}-value"
 
 
+def _masked(url: str) -> str:
+    """``url`` fit for a message: credentials in its user info replaced by ``***``."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", url)
+
+
 def _schema_id(value: int | None) -> int:
     if value is None:
         raise RetriableError("the schema registry answered without a schema id")
@@ -372,9 +389,17 @@ class RegistryEncoder:
         auto_register: bool = True,
         use_latest: bool = False,
         url: str = "",
+        also_topics: tuple[str, ...] = (),
     ) -> None:
         schema = schema if schema is not None else value_schema()
         self.subject = subject_name(strategy, topic, schema)
+        #: subjects of other topics carrying the same events (the table topic), so that
+        #: ksqlDB and Flink find the schema where they look for it
+        self._also = tuple(
+            name
+            for name in (subject_name(strategy, other, schema) for other in also_topics)
+            if name != self.subject
+        )
         self._client = client
         self._schema = Schema(json.dumps(schema), "AVRO")
         self._canonical = to_parsing_canonical_form(parse_schema(dict(schema)))
@@ -382,7 +407,7 @@ class RegistryEncoder:
         self._compatibility = compatibility
         self._auto_register = auto_register
         self._use_latest = use_latest
-        self._where = f" at {url}" if url else ""
+        self._where = f" at {_masked(url)}" if url else ""
         self.schema_id: int | None = None
 
     def register(self) -> None:
@@ -396,6 +421,9 @@ class RegistryEncoder:
             raise self._incompatible()
         schema_id = int(self._client.register_schema(self.subject, self._schema))
         self._client.set_compatibility(self.subject, self._compatibility)
+        for subject in self._also:  # the same schema, so the same id
+            self._client.register_schema(subject, self._schema)
+            self._client.set_compatibility(subject, self._compatibility)
         return schema_id
 
     def _registered_id(self) -> int:
@@ -592,6 +620,7 @@ def build_encoder(settings: Settings) -> EventEncoder:
             auto_register=settings.schema_registry_auto_register,
             use_latest=settings.schema_registry_use_latest_version,
             url=settings.schema_registry_url,
+            also_topics=(settings.kafka_table_topic,) if settings.kafka_table_topic else (),
         )
     return SingleObjectEncoder()
 
