@@ -3,7 +3,8 @@
 hadolint and checkov lint it as they would in any pipeline (no finding of any level from
 hadolint; no checkov failure without a waiver); the rest are the promises the chart
 relies on: a numeric non-root user equal to the chart's runAsUser, exec-form entrypoint,
-nothing but /tmp written, no build tools or secrets in the final stage.
+nothing but /tmp written, no build tools or secrets in the final stage; and a build that
+resolves nothing: the base by digest, every package from a lock with hashes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from tests.fixtures.tools import (
 pytestmark = pytest.mark.timeout(900)
 
 BASE_IMAGE = "python:3.11-slim"
+PINNED = re.compile(re.escape(BASE_IMAGE) + r"@(sha256:[0-9a-f]{64})")
 OCI_LABELS = {"title", "description", "version", "revision", "created", "licenses"}
 
 
@@ -86,10 +88,72 @@ def test_checkov_finds_nothing_that_is_not_waived(deploy_tools: Tools, tmp_path:
     assert not stale, f"waivers that no longer fail, remove them: {sorted(stale)}"
 
 
-def test_multi_stage_with_a_pinned_slim_base(instructions: list[Instruction]) -> None:
+def test_multi_stage_on_one_slim_base_pinned_by_digest(instructions: list[Instruction]) -> None:
     bases = [i.args.split()[0] for i in instructions if i.keyword == "FROM"]
     assert len(bases) >= 2, "build and runtime stages"
-    assert all(base == BASE_IMAGE for base in bases), bases
+    digests = set()
+    for base in bases:
+        match = PINNED.fullmatch(base)
+        assert match, f"FROM {base}: not {BASE_IMAGE}@sha256:<digest>"
+        digests.add(match.group(1))
+    assert len(digests) == 1, f"the stages use different bases: {digests}"
+    # the image says what it is built on (OCI base.* labels), the same digest
+    labels = " ".join(i.args for i in final_stage(instructions) if i.keyword == "LABEL")
+    assert f'org.opencontainers.image.base.name="docker.io/library/{BASE_IMAGE}"' in labels
+    assert f'org.opencontainers.image.base.digest="{digests.pop()}"' in labels
+    # and a comment names the tag and where the digest was read
+    comments = " ".join(
+        line.lstrip("# ") for line in DOCKERFILE.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    )  # fmt: skip
+    assert f"Tag: {BASE_IMAGE}" in comments and "repo-info" in comments
+
+
+def pip_commands(instructions: list[Instruction]) -> list[tuple[int, str]]:
+    """(stage, command) of every ``pip install|download|wheel`` the build runs."""
+    commands = []
+    for i in instructions:
+        if i.keyword != "RUN":
+            continue
+        for part in i.args.split("&&"):
+            words = part.split()
+            verbs = [w for w in words if w in ("install", "download", "wheel", "uninstall")]
+            if "pip" in words and verbs and verbs[0] != "uninstall":
+                commands.append((i.stage, " ".join(words)))
+    return commands
+
+
+def test_every_package_comes_from_a_lock_with_hashes(instructions: list[Instruction]) -> None:
+    commands = pip_commands(instructions)
+    build, runtime = 0, max(i.stage for i in instructions)
+    locked = [(stage, command) for stage, command in commands if "--require-hashes" in command]
+    # build: the runtime dependencies downloaded and the build backend installed, both
+    # hash-checked and binary only; runtime: installed from the lock, offline
+    assert any(s == build and " download " in c and "-r requirements.lock" in c for s, c in locked)
+    assert any(s == build and "-r requirements-build.lock" in c for s, c in locked)
+    assert any(
+        s == runtime and "-r /requirements.lock" in c and "--no-index" in c for s, c in locked
+    )
+    assert all("--only-binary=:all:" in c for s, c in locked if s == build), locked
+    # what is not hash-checked is the project's own wheel, and it brings nothing along
+    for _, command in commands:
+        if "--require-hashes" in command:
+            continue
+        assert "--no-deps" in command, f"installs dependencies without hashes: {command}"
+        if " wheel " in f" {command} ":
+            assert "--no-build-isolation" in command, "build isolation fetches setuptools"
+        else:
+            assert "--no-index" in command and "learnosity-kafka-connector==" in command
+    runtime_runs = " ".join(
+        i.args for i in instructions if i.stage == runtime and i.keyword == "RUN"
+    )
+    assert "pip --python /opt/venv/bin/python check" in runtime_runs, "the set is checked complete"
+
+
+def test_the_check_of_pip_commands_sees_an_unlocked_install() -> None:
+    """The control for the test above."""
+    unlocked = parse_dockerfile("FROM x AS build\nRUN pip install requests && pip download y\n")
+    assert [c for _, c in pip_commands(unlocked)] == ["pip install requests", "pip download y"]
 
 
 def test_final_stage_runs_as_the_charts_numeric_non_root_user(
@@ -134,6 +198,7 @@ def test_final_stage_has_no_build_tools_or_secrets(instructions: list[Instructio
         assert tool not in text, f"final stage mentions {tool!r}"
     assert "uninstall --yes pip setuptools wheel" in text, "pip and friends are removed"
     assert "--mount=type=bind,from=build" in text, "wheels are mounted, never copied in"
+    assert "source=/src/requirements.lock" in text, "the lock too"
     assert not [i for i in stage if i.keyword in ("COPY", "ADD")], "nothing copied into runtime"
     for i in stage:
         if i.keyword in ("ARG", "ENV"):

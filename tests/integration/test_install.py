@@ -1,9 +1,12 @@
 """The image's install path, without a container engine.
 
 It repeats the Dockerfile's steps on this machine: take the build context as
-.dockerignore filters it, build every wheel with ``pip wheel`` (dependencies come from
-PyPI), make a fresh virtual environment without pip, install the project offline from
-those wheels with the version pin the Dockerfile uses, then run the console script.
+.dockerignore filters it, download every runtime dependency from PyPI as the lock pins it
+(``--require-hashes``, wheels only), install the build backend from its lock the same way
+and build the project's wheel without build isolation, make a fresh virtual environment
+without pip, install the lock into it offline (hashes checked again), then the project's
+wheel with ``--no-deps`` and the version pin the Dockerfile uses, ``pip check`` it, and
+run the console script.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from connector import __version__
 from connector.cli import COMMANDS
 from connector.emulator import Emulator
 from dev.kafka_broker import KafkaBroker
 from dev.registry import SchemaRegistry
+from tests.fixtures.locks import runtime_pins
 from tests.fixtures.tools import DOCKERFILE, REPO, copy_docker_context, parse_dockerfile
 
 DISTRIBUTION = "learnosity-kafka-connector"
@@ -51,16 +56,29 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("image")
     context = copy_docker_context(root / "context")
     wheels = root / "wheels"
-    # build stage: `python -m pip wheel --no-cache-dir --wheel-dir /wheels .` (pip's
-    # download cache is kept here so repeated runs do not fetch the dependencies again)
+    # pip's download cache is kept (the Dockerfile's --no-cache-dir is left out) so repeated
+    # runs do not fetch the dependencies again; the hashes are checked all the same
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    run([*pip, "wheel", "--quiet", "--wheel-dir", str(wheels), "."], cwd=context)
-    # runtime stage: a venv without pip, filled offline from the wheels, pinned by version
+    binary = ["--require-hashes", "--only-binary=:all:"]
+    # build stage: the runtime dependencies as wheels, from the lock
+    download = ["download", "--quiet", *binary, "--no-deps", "--dest", str(wheels)]
+    run([*pip, *download, "-r", "requirements.lock"], cwd=context)
+    # the build backend from its lock (the image's system Python; a venv of its own here)
+    builder = root / "build-venv"
+    run([sys.executable, "-m", "venv", str(builder)], cwd=root)
+    build_pip = [str(builder / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
+    run([*build_pip, "install", "--quiet", *binary, "-r", "requirements-build.lock"], cwd=context)
+    wheel = ["wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(wheels)]
+    run([*build_pip, *wheel, "."], cwd=context)
+    # runtime stage: a venv without pip, the lock installed offline, then the project
     venv = root / "opt-venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=root)
+    target = [*pip, "--python", str(venv / "bin" / "python")]
+    offline = ["install", "--quiet", "--no-index", "--find-links", str(wheels)]
+    run([*target, *offline, "--require-hashes", "-r", str(context / "requirements.lock")], cwd=root)
     pin = f"{DISTRIBUTION}=={dockerfile_version()}"
-    install = ["--python", str(venv / "bin" / "python"), "install", "--quiet", "--no-index"]
-    run([*pip, *install, "--find-links", str(wheels), pin], cwd=root)
+    run([*target, *offline, "--no-deps", pin], cwd=root)
+    run([*target, "check"], cwd=root)
     return venv
 
 
@@ -114,6 +132,19 @@ def test_the_installed_package_is_the_wheel_not_the_checkout(
     location = Path(run([python, "-c", code], cwd=tmp_path, env=image_env(installed, tmp_path)))
     assert installed.resolve() in Path(location.as_posix().strip()).parents
     assert not (installed / "bin" / "pip").exists(), "the runtime venv has no pip"
+
+
+def test_the_image_holds_exactly_the_locked_distributions(installed: Path, tmp_path: Path) -> None:
+    """Nothing but the lock and the project: no dependency came from anywhere else."""
+    python = str(installed / "bin" / "python")
+    code = (
+        "import importlib.metadata as m\n"
+        "for d in m.distributions(): print(d.metadata['Name'], d.version)"
+    )
+    output = run([python, "-c", code], cwd=tmp_path, env=image_env(installed, tmp_path))
+    held = {canonicalize_name(n): v for n, v in (line.split() for line in output.splitlines())}
+    locked = {name: str(pin.version) for name, pin in runtime_pins().items()}
+    assert held == {**locked, canonicalize_name(DISTRIBUTION): __version__}
 
 
 def test_the_wheel_carries_the_package_data_and_nothing_else(installed: Path) -> None:
