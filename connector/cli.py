@@ -3,18 +3,26 @@
 Each subcommand lives in its own module exposing ``configure(parser)`` and
 ``run(args) -> int``; this module imports it only when that command is chosen, so
 ``--help`` stays fast and a command never pays for another's libraries.
+
+Every failure ends with one line on stderr and a non-zero exit: ``config error: ...``
+per configuration problem (exit 2), else ``error: ...`` (exit 1), with secrets and URL
+credentials redacted. The traceback is printed only with ``LOG_LEVEL=DEBUG``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Protocol, cast
 
 from connector import __version__
-from connector.errors import ConfigError, FatalError
+from connector.errors import ConfigError, ConnectorError, ShutdownRequested, one_line
+from connector.observability.logs import redact
 
 #: subcommand → (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,6 +82,33 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _debugging() -> bool:
+    """LOG_LEVEL=DEBUG, as configured, or as set when the settings did not load."""
+    if logging.getLogger().isEnabledFor(logging.DEBUG):
+        return True
+    return os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG"
+
+
+def _behind(exc: BaseException) -> BaseException | None:
+    if exc.__cause__ is not None:
+        return exc.__cause__
+    return None if exc.__suppress_context__ else exc.__context__
+
+
+def describe(exc: BaseException) -> str:
+    """One line: the error's message, and the low-level cause behind it when the message
+    does not already say it (``Name or service not known`` behind a connect error)."""
+    message = str(exc) if isinstance(exc, ConnectorError) else f"{type(exc).__name__}: {exc}"
+    cause = _behind(exc)
+    while cause is not None and _behind(cause) is not None:
+        cause = _behind(cause)
+    if cause is not None and not isinstance(cause, ConnectorError):
+        detail = str(cause).strip()
+        if detail and detail not in message and type(cause).__module__ != "cimpl":
+            message = f"{message} ({detail})"
+    return redact(one_line(message))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(args_list).parse_args(args_list)
@@ -81,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _load(args.command).run(args)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(f"config error: {problem}", file=sys.stderr)
+            print(f"config error: {redact(one_line(problem))}", file=sys.stderr)
         return 2
-    except FatalError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ShutdownRequested):
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure ends with one line, whatever raised it
+        if _debugging():
+            print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
+        print(f"error: {describe(exc)}", file=sys.stderr, flush=True)
+        return 1

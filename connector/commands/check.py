@@ -1,8 +1,10 @@
 """``learnosity-connector check``: is everything this connector needs reachable and right?
 
-One line per check, ``OK`` or ``FAIL`` with the problem in plain words; exit 1 if any
-check failed. It changes nothing: no topic is created, no cursor moved, no schema
-registered.
+One line per check, ``OK`` or ``FAIL`` with the problem in plain words and what was tried
+(the Data API URL, the broker addresses, the registry URL); exit 1 if any check failed,
+2 for invalid configuration (every problem listed, nothing reached). It changes
+nothing: no topic is created, no cursor moved, no schema registered. Every check runs,
+whatever the one before it did.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.cli import add_config_options
+from connector.cli import add_config_options, describe
 from connector.commands.common import load_for_command
 from connector.errors import ConnectorError
 from connector.kafka.admin import describe_topics
 from connector.kafka.serde import build_encoder
 from connector.learnosity.client import DataApiClient
 from connector.learnosity.paging import base_params
+from connector.observability.logs import redact
 from connector.settings import Settings
 
 
@@ -29,6 +32,10 @@ def check_learnosity(settings: Settings) -> str:
     try:
         params = {**base_params(settings), "limit": 1}
         page = client.fetch(params, max_attempts=2)
+    except ConnectorError as exc:
+        raise ConnectorError(
+            f"a signed request to {settings.endpoint_url} failed: {describe(exc)}"
+        ) from exc
     finally:
         client.close()
     return f"a signed request to {settings.endpoint_url} was answered ({len(page.records)} record)"
@@ -49,7 +56,7 @@ def check_kafka(settings: Settings) -> str:
             )
         else:
             notes.append(f"{name} exists ({info.partitions} partitions)")
-    return "; ".join(notes)
+    return f"Kafka at {settings.kafka_bootstrap_servers} answered: " + "; ".join(notes)
 
 
 def check_registry(settings: Settings) -> str:
@@ -69,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for name, check in checks:
         try:
-            print(f"OK    {name}: {check(settings)}", flush=True)
-        except ConnectorError as exc:
+            print(f"OK    {name}: {redact(check(settings))}", flush=True)
+        except Exception as exc:  # noqa: BLE001 - a check that breaks is a FAIL line, the rest still run
             failed += 1
-            print(f"FAIL  {name}: {exc}", flush=True)
+            print(f"FAIL  {name}: {describe(exc)}", flush=True)
     return 1 if failed else 0

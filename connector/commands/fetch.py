@@ -17,8 +17,8 @@ from typing import Any, TextIO
 from connector.catchup.lanes import Lane, Step, unplanned_tail
 from connector.changes.prepare import page_position
 from connector.cli import add_config_options
-from connector.commands.common import load_for_command
-from connector.errors import SourceFatalError
+from connector.commands.common import data_api_failure, load_for_command
+from connector.errors import RetriableError, SourceFatalError
 from connector.learnosity.client import DataApiClient
 from connector.learnosity.paging import base_params
 
@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except BrokenPipeError:  # `fetch | head` is fine
         return 0
+    except RetriableError as exc:  # the attempts are spent: say where and why, in one line
+        raise data_api_failure(settings.endpoint_url, exc, FETCH_MAX_ATTEMPTS) from exc
+    except SourceFatalError as exc:
+        raise data_api_failure(settings.endpoint_url, exc) from exc
     finally:
         client.close()
 

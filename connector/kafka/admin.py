@@ -8,8 +8,15 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from connector.errors import KafkaFatalError, RetriableError
-from connector.kafka.clients import make_admin
+from connector.errors import KafkaFatalError
+from connector.kafka.clients import (
+    AUTHORIZATION_CODES,
+    METADATA_TIMEOUT_SECONDS,
+    ClientWatch,
+    await_metadata,
+    failure,
+    make_admin,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,36 +44,36 @@ class TopicInfo:
 
 
 def describe_topics(
-    client_config: dict[str, str], names: list[str], timeout: float = 15.0
+    client_config: dict[str, str], names: list[str], timeout: float = METADATA_TIMEOUT_SECONDS
 ) -> dict[str, TopicInfo | None]:
-    """Partitions and cleanup policy of each topic; None for a topic that does not exist."""
-    admin = _admin(client_config)
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise RetriableError(f"cannot reach Kafka: {exc.args[0].str()}") from exc
+    """Partitions and cleanup policy of each topic; None for a topic that does not exist.
+
+    Waits at most ``timeout`` for the brokers; fails at once on a cause waiting cannot
+    cure (credentials, TLS), naming the broker address and the cause."""
+    watch = ClientWatch()
+    admin = make_admin(dict(client_config), watch)
+    metadata = await_metadata(admin, watch, client_config, timeout=timeout)
     found: dict[str, TopicInfo | None] = {}
     for name in names:
         topic = metadata.topics.get(name)
         if topic is None or topic.error is not None:
             found[name] = None
             continue
-        found[name] = TopicInfo(len(topic.partitions), _cleanup_policy(admin, name, timeout))
+        policy = _cleanup_policy(admin, watch, client_config, name, timeout)
+        found[name] = TopicInfo(len(topic.partitions), policy)
     return found
 
 
-def _cleanup_policy(admin: AdminClient, topic: str, timeout: float) -> str:
+def _cleanup_policy(
+    admin: AdminClient, watch: ClientWatch, config: dict[str, str], topic: str, timeout: float
+) -> str:
     resource = ConfigResource(ResourceType.TOPIC, topic)
     try:
         configs = admin.describe_configs([resource], request_timeout=timeout)[resource].result()
     except KafkaException as exc:
-        raise KafkaFatalError(f"cannot describe topic {topic!r}: {exc.args[0].str()}") from exc
+        raise failure(config, watch, f"cannot describe topic {topic!r}", error=exc.args[0]) from exc
     entry = configs.get("cleanup.policy")
     return str(entry.value) if entry is not None and entry.value else ""
-
-
-def _admin(config: dict[str, str]) -> AdminClient:
-    return make_admin(dict(config))
 
 
 def ensure_topics(
@@ -75,14 +82,12 @@ def ensure_topics(
     """Create the missing topics; refuse a state topic that exists but is not compacted.
 
     Returns the names created. Raises KafkaFatalError for anything a restart cannot fix
-    (not authorised, a state topic with the wrong cleanup policy) and RetriableError
-    when the cluster cannot be reached in ``timeout``.
+    (not authorised, a state topic with the wrong cleanup policy, credentials) and
+    RetriableError when the cluster cannot be reached in ``timeout``.
     """
-    admin = _admin(client_config)
-    try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
-    except KafkaException as exc:
-        raise RetriableError(f"cannot list Kafka topics: {exc.args[0].str()}") from exc
+    watch = ClientWatch()
+    admin = make_admin(dict(client_config), watch)
+    existing = set(await_metadata(admin, watch, client_config, timeout=timeout).topics)
     missing = [spec for spec in specs if spec.name not in existing]
     created: list[str] = []
     if missing:
@@ -103,15 +108,22 @@ def ensure_topics(
                 error: KafkaError = exc.args[0]
                 if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # a racing instance
                     continue
-                raise KafkaFatalError(f"cannot create topic {name!r}: {error.str()}") from exc
+                what = f"cannot create topic {name!r}"
+                if error.code() == KafkaError._TIMED_OUT or error.code() in AUTHORIZATION_CODES:
+                    raise failure(client_config, watch, what, error=error) from exc
+                raise KafkaFatalError(
+                    f"{what} at Kafka {client_config.get('bootstrap.servers')}: {error.str()}"
+                ) from exc
     for spec in specs:
         if spec.compacted and spec.name not in created:
-            _require_compacted(admin, spec.name, timeout)
+            _require_compacted(admin, watch, client_config, spec.name, timeout)
     return created
 
 
-def _require_compacted(admin: AdminClient, topic: str, timeout: float) -> None:
-    policy = _cleanup_policy(admin, topic, timeout)
+def _require_compacted(
+    admin: AdminClient, watch: ClientWatch, config: dict[str, str], topic: str, timeout: float
+) -> None:
+    policy = _cleanup_policy(admin, watch, config, topic, timeout)
     if "compact" not in policy:
         raise KafkaFatalError(
             f"state topic {topic!r} exists with cleanup.policy={policy!r}; it must be "

@@ -14,9 +14,9 @@ import logging
 import socket
 import threading
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from connector.kafka.clients import make_admin, make_consumer
+from connector.kafka.clients import ClientWatch, failure, make_admin, make_consumer
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,22 @@ class Presence:
 def running_instances(
     client_config: dict[str, str], connector_name: str, timeout: float = 10.0
 ) -> list[str]:
-    """Client ids of the live members of the presence group (empty: nobody is running)."""
-    admin = make_admin(dict(client_config))
+    """Client ids of the live members of the presence group (empty: nobody is running).
+
+    A group that does not exist means nobody runs; any other failure (not authorized to
+    describe the group, brokers gone) is raised, never read as "nobody runs": ``reset``
+    relies on the answer."""
+    watch = ClientWatch()
+    admin = make_admin(dict(client_config), watch)
     group = presence_group(connector_name)
     try:
         description = admin.describe_consumer_groups([group], request_timeout=timeout)[
             group
         ].result()
-    except KafkaException:
-        return []  # no such group: nobody ever ran, or nobody is running
+    except KafkaException as exc:
+        error: KafkaError = exc.args[0]
+        if error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+            return []  # nobody ever ran, or nobody is running
+        what = f"cannot tell whether an instance runs (consumer group {group!r})"
+        raise failure(client_config, watch, what, error=error) from exc
     return [f"{m.client_id} ({m.host})" for m in description.members]

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, TopicPartition
 
 from connector.errors import KafkaFatalError
-from connector.kafka.clients import make_consumer
+from connector.kafka.clients import ClientWatch, await_metadata, make_consumer, servers_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +43,26 @@ def read_topic(
     """Yield committed messages of every partition of ``topic``, in order per partition.
 
     Stops after ``max_messages``, or once nothing arrived for ``idle_timeout`` seconds
-    (None: never; the caller stops by closing the generator).
+    (None: never; the caller stops by closing the generator). A missing topic or brokers
+    that cannot be used raise one line naming the broker address and the cause.
     """
+    watch = ClientWatch()
     consumer = make_consumer(
         {
             **client_config,
             "group.id": f"reader-{uuid.uuid4()}",  # a throwaway group: never commits
             "enable.auto.commit": "false",
             "isolation.level": isolation_level,
-        }
+        },
+        watch,
     )
+    where = f"Kafka at {servers_of(client_config)}"
     try:
-        metadata = consumer.list_topics(topic, timeout=30)
+        metadata = await_metadata(
+            consumer, watch, client_config, f"cannot read topic {topic!r}", timeout=30, topic=topic
+        )
         if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise KafkaFatalError(f"topic {topic!r} does not exist")
+            raise KafkaFatalError(f"topic {topic!r} does not exist in {where}")
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END
         consumer.assign(
             [TopicPartition(topic, p, start) for p in metadata.topics[topic].partitions]
@@ -73,7 +79,7 @@ def read_topic(
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
-                raise KafkaFatalError(f"reading {topic!r}: {error.str()}")
+                raise KafkaFatalError(f"reading {topic!r} from {where}: {error.str()}")
             last = time.monotonic()
             seen += 1
             raw_headers: Any = message.headers() or []

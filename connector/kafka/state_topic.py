@@ -16,7 +16,14 @@ from collections.abc import Callable
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
 from connector.errors import KafkaFatalError, RetriableError
-from connector.kafka.clients import make_consumer
+from connector.kafka.clients import (
+    METADATA_TIMEOUT_SECONDS,
+    ClientWatch,
+    await_metadata,
+    failure,
+    make_consumer,
+    servers_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,8 @@ def read_compacted(
     Uses ``read_committed`` so aborted or still-open transactions are never seen, and
     partition EOF events to know where the end is. Returns the number of entries read.
     """
+    watch = ClientWatch()
+    where = f"Kafka at {servers_of(client_config)}"
     consumer = make_consumer(
         {
             **client_config,
@@ -48,10 +57,18 @@ def read_compacted(
             "fetch.max.bytes": str(8 * 1024 * 1024),
             "max.partition.fetch.bytes": str(1024 * 1024),
             "queued.max.messages.kbytes": str(16 * 1024),
-        }
+        },
+        watch,
     )
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
+        metadata = await_metadata(
+            consumer,
+            watch,
+            client_config,
+            f"cannot read the state topic {topic!r}",
+            timeout=min(timeout, METADATA_TIMEOUT_SECONDS),
+            topic=topic,
+        )
         partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
         if not partitions:
             return 0
@@ -68,7 +85,9 @@ def read_compacted(
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise RetriableError(f"reading {topic!r} did not reach its end in {timeout}s")
+                raise RetriableError(
+                    f"reading {topic!r} from {where} did not reach its end in {timeout:g} s"
+                )
             for message in consumer.consume(batch_size, 1.0):
                 error = message.error()
                 if error is None:
@@ -78,12 +97,12 @@ def read_compacted(
                 elif error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(message.partition())
                 elif error.fatal() or not error.retriable():
-                    raise KafkaFatalError(f"reading {topic!r}: {error.str()}")
+                    raise KafkaFatalError(f"reading {topic!r} from {where}: {error.str()}")
             for position in consumer.position([TopicPartition(topic, p) for p in pending]):
                 if position.offset >= ends[position.partition]:
                     pending.discard(position.partition)
         return count
     except KafkaException as exc:
-        raise RetriableError(f"reading {topic!r}: {exc.args[0].str()}") from exc
+        raise failure(client_config, watch, f"reading {topic!r}", error=exc.args[0]) from exc
     finally:
         consumer.close()

@@ -17,12 +17,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     Info,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from connector import __version__
+from connector.changes.validate import INVALID_REASONS
 
 if TYPE_CHECKING:
     from connector.catchup.crawl import CrawlStats
@@ -38,6 +41,19 @@ REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 API_OUTCOMES = ("ok", "rate_limited", "transient", "fatal")
+#: why a Data API request is retried: ``TransientError.reason``, and the client's own two
+API_RETRY_REASONS = (
+    "rate_limited",
+    "http_5xx",
+    "http_4xx_retriable",
+    "timeout",
+    "connection",
+    "api_error",
+    "invalid_json",
+    "response_too_large",
+)
+#: why a record is dead-lettered: the validation reasons, and InvalidRecordError's default
+DEAD_LETTER_REASONS = (*INVALID_REASONS, "invalid_record")
 CHANGE_KINDS = ("created", "status_changed", "score_changed")
 TRANSACTION_OUTCOMES = ("committed", "aborted", "failed")
 SLICE_STATES = ("pending", "running", "done")
@@ -46,12 +62,21 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
-    """The connector's metrics; also the observer the Data API client reports to."""
+    """The connector's metrics; also the observer the Data API client reports to.
+
+    Every label value a counter can take is created at zero up front, so an alert on
+    ``increase(...)`` sees the first event after a restart (a series that appears with
+    the value 1 has no increase). The registry also carries the standard ``process_*``
+    (CPU, memory, file descriptors, start time) and ``python_info`` metrics of the
+    process that serves them.
+    """
 
     def __init__(self, api_version: str = "", registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self._position = 0.0
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
         self.api_requests = Counter(
             f"{PREFIX}_api_requests", "Data API requests by outcome.", ["outcome"], registry=r
         )
@@ -172,6 +197,10 @@ class Metrics:
         )
         for outcome in API_OUTCOMES:
             self.api_requests.labels(outcome)
+        for reason in API_RETRY_REASONS:
+            self.api_retries.labels(reason)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
         for kind in CHANGE_KINDS:
             self.changes_emitted.labels(kind)
         for outcome in TRANSACTION_OUTCOMES:
