@@ -16,6 +16,7 @@ The state topic ``<CONNECTOR_NAME>.state`` (compacted, one partition) holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -26,11 +27,20 @@ from typing import Final
 from connector import __version__
 from connector.catchup import planner
 from connector.catchup.lanes import TAIL_ID, Lane, is_lane_key, lane_id, newest
-from connector.changes.state import SessionEntry, SessionState, iter_encoded
+from connector.changes.state import (
+    NewerStateFormatError,
+    SessionEntry,
+    SessionState,
+    StateEntryError,
+    decode_entry,
+    iter_encoded,
+)
 from connector.errors import FatalError
 
 CATCHUP_KEY: Final = b"catchup"
 COMMIT_KEY: Final = b"commit"
+#: unreadable entries quoted by ``status`` and the start-up log
+MAX_EXAMPLES: Final = 3
 
 
 @dataclass
@@ -105,6 +115,9 @@ class Checkpoint:
     def __init__(self) -> None:
         self.sessions = SessionState()
         self.lanes: dict[str, Lane] = {}
+        #: damaged session entries skipped at restore (``status`` lists a few)
+        self.unreadable = 0
+        self.unreadable_examples: list[str] = []
         #: the finished slices' ids and last versions (a late older version is ignored)
         self._done: dict[str, int] = {}
         self.slices_done = 0
@@ -135,7 +148,22 @@ class Checkpoint:
                 lane = Lane.decode(key, value)
                 self.lanes[lane.id] = lane
         else:
-            self.sessions.restore_raw(key, value)
+            try:
+                self.sessions.restore_raw(key, value)
+            except NewerStateFormatError:
+                raise
+            except StateEntryError as exc:
+                self._unreadable(key, exc)
+
+    def _unreadable(self, key: bytes, error: StateEntryError) -> None:
+        """A damaged session entry (or one not ours): that session is forgotten, so its
+        next record is published as ``created`` (an extra event, never a lost one)."""
+        with contextlib.suppress(StateEntryError):
+            session_id, _entry = decode_entry(key, None)
+            self.sessions.restore_entry(session_id, None)
+        self.unreadable += 1
+        if len(self.unreadable_examples) < MAX_EXAMPLES:
+            self.unreadable_examples.append(str(error)[:200])
 
     @property
     def tail(self) -> Lane | None:

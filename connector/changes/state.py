@@ -74,6 +74,10 @@ class StateEntryError(FatalError):
     """An entry of the state topic cannot be read: the topic is not ours or is damaged."""
 
 
+class NewerStateFormatError(StateEntryError):
+    """An entry written by a newer connector version: refused, never guessed at."""
+
+
 class StatusCodes:
     """Interns status strings as small ints (in-process only; the topic stores strings)."""
 
@@ -260,7 +264,7 @@ def decode_entry(key: bytes, value: bytes | None) -> tuple[str, SessionEntry | N
             updated_ms, status = UNKNOWN_TIME, value[_V1_LEN:].decode("utf-8") or None
         else:
             newer = version is not None and version > ENTRY_FORMAT_V2
-            raise StateEntryError(
+            raise (NewerStateFormatError if newer else StateEntryError)(
                 f"state entry for {session_id!r}: unknown format "
                 f"(version byte {value[:1].hex() or 'missing'}, {len(value)} bytes)"
                 + (

@@ -202,9 +202,16 @@ def run(args: argparse.Namespace) -> int:
                 "entries": entries,
                 "cursor": tail.token if tail else None,
                 "slices": len(checkpoint.slices),
+                "unreadable_entries": checkpoint.unreadable,
                 "seconds": round(time.monotonic() - started, 2),
             },
         )
+        if checkpoint.unreadable:
+            log.warning(
+                "unreadable session entries in the state topic were skipped: those sessions "
+                "are published again as created when next read",
+                extra={"count": checkpoint.unreadable, "examples": checkpoint.unreadable_examples},
+            )
         health.restored = True
         tune_gc()  # after the restore: its objects are long-lived, the loop's are not
         plan = FetchPlan(settings)

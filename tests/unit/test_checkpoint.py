@@ -10,7 +10,7 @@ import pytest
 
 from connector import __version__
 from connector.catchup.lanes import TAIL_ID, Lane, LaneFormatError, unplanned_tail
-from connector.changes.state import SessionEntry, encode_entry
+from connector.changes.state import NewerStateFormatError, SessionEntry, encode_entry
 from connector.checkpoint import CATCHUP_KEY, COMMIT_KEY, Batch, CatchUp, Checkpoint
 from connector.errors import FatalError
 
@@ -261,3 +261,21 @@ def test_an_older_version_committed_later_does_not_replace_a_newer_one() -> None
     checkpoint.apply(batch_of(newer), now=1.0)
     checkpoint.apply(batch_of(replace(newer, token="a", position=40.0, seq=7)), now=2.0)
     assert checkpoint.slices == [newer]
+
+
+def test_a_damaged_session_entry_is_skipped_and_its_session_forgotten() -> None:
+    """One unreadable entry must not stop every start: that session is published again."""
+    checkpoint = Checkpoint()
+    checkpoint.restore(*encode_entry("a", SessionEntry(1, "Completed", 5)))
+    checkpoint.restore(*encode_entry("b", SessionEntry(2, "Completed", 5)))
+    checkpoint.restore(b"s:a", b"\x02short")  # damaged: the latest entry of "a"
+    checkpoint.restore(b"foreign-key", b"whatever")  # not ours at all
+    assert "a" not in checkpoint.sessions and "b" in checkpoint.sessions
+    assert checkpoint.unreadable == 2
+    assert len(checkpoint.unreadable_examples) == 2
+
+
+def test_an_entry_of_a_newer_format_is_refused_with_a_remedy() -> None:
+    checkpoint = Checkpoint()
+    with pytest.raises(NewerStateFormatError, match="reset"):
+        checkpoint.restore(b"s:a", b"\x07" + bytes(40))
