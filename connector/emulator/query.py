@@ -1,6 +1,6 @@
 """The request packet of ``/sessions/scores``: validated into a ``ScoresQuery``.
 
-Rules (shared/LEARNOSITY.md, "Request parameters" and assumptions 2 and 3): unknown
+Rules (docs/data-api.md, "Parameters of /sessions/scores" and assumptions 2 and 3): unknown
 parameters are rejected; ``limit`` is 1..50 and above 50 is an error, not a cap; id
 arrays hold at most 1000 strings; times are Unix seconds or ISO 8601 and bounds are
 inclusive at the API's resolution of whole seconds. ``meta`` (the SDK's telemetry) is
