@@ -1,7 +1,7 @@
 """Per-consumer request quota in fixed windows (default 1000 requests per 5 s).
 
 Fixed windows, aligned on the clock, are what "wait out the 5-second window" in
-shared/LEARNOSITY.md assumes; a client that waits one window always gets through.
+docs/data-api.md ("Rate limits") assumes; a client that waits one window always gets through.
 """
 
 from __future__ import annotations
