@@ -1,7 +1,7 @@
 """A living workload: learners start sessions, save them, submit them; sessions get
 scored, rescored, discarded. Every change gets a fresh updated time and a truth record.
 
-Lifecycle (shared/LEARNOSITY.md, "Session statuses"):
+Lifecycle (docs/data-api.md, "Session statuses, and why the same session comes back"):
 
     created ──> Incomplete ──save──> Incomplete      (only dt_saved and the time move)
                 Incomplete ──submit──> Completed      (scored at once), or
