@@ -40,7 +40,7 @@ def sdk_pages(emulator: Emulator, request: dict[str, Any]) -> list[dict[str, Any
 
 
 def httpx_pages(emulator: Emulator, request: dict[str, Any]) -> list[dict[str, Any]]:
-    """Page until the empty page, as LEARNOSITY.md says a client must."""
+    """Page until the empty page, as docs/data-api.md says a client must."""
     pages = []
     url = emulator.endpoint_url()
     with httpx2.Client(timeout=10) as client:
