@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)
 
 .PHONY: help venv lint typecheck tools unit integration test demo stack-up stack-down bench clean
 
@@ -16,9 +16,12 @@ help:
 	@echo "make stack-down  stop them"
 	@echo "make bench       run the benchmarks under bench/ (prints tables)"
 
-$(STAMP): pyproject.toml
+# the runtime dependencies at the versions (and hashes) the image installs, then the
+# project and its dev tools around them
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
