@@ -6,20 +6,26 @@ field, no intermediate dicts), appending to a ``bytearray``. It writes byte for 
 what fastavro writes (hypothesis tests compare them) and about four times faster than
 fastavro's own writer for our event.
 
-Shapes written inline: primitives but ``bytes``/``float``, ``timestamp-millis`` longs,
-``uuid`` strings, records, enums, arrays, and ``["null", T]`` unions. Any other shape
-(maps, fixed, bytes, floats, other logical types, wider unions) is written by a
-``Fallback`` the caller gives (``kafka.serde`` gives fastavro's writer for that part of
-the schema), so a schema change is never blocked by this module; without a fallback it
-raises ``UnsupportedSchemaError`` at compile time. A value of the wrong type raises
+Shapes written inline: primitives but ``bytes``/``float``, ``timestamp-millis`` longs
+(ints, or datetimes: an aware one exactly, a naive one as local time, as fastavro reads
+it), ``uuid`` strings (a str or a ``uuid.UUID``), records, enums, arrays, and
+``["null", T]`` unions. Any other shape (maps, fixed, bytes, floats, other logical types,
+wider unions, a recursive type's inner use) is written by a ``Fallback`` the caller
+gives (``kafka.serde`` gives fastavro's writer for that part of the schema), so a schema
+change is never blocked by this module; without a fallback it raises
+``UnsupportedSchemaError`` at compile time. A value of the wrong type raises
 (``TypeError``, ``KeyError``, ``AttributeError``, or whatever the fallback raises) and
 nothing is written; fields whose default is null may be absent from the datum.
 """
 
 from __future__ import annotations
 
+import builtins
+import keyword
 import re
 import struct
+import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -63,6 +69,21 @@ def _wrong(expected: str, value: Any) -> TypeError:
     return TypeError(f"{expected} expected, got {type(value).__name__}")
 
 
+def timestamp_millis(moment: datetime) -> int:
+    """A datetime as ``timestamp-millis``, as fastavro writes it: an aware one exactly, a
+    naive one as the process's local time (fastavro's ``time.mktime``)."""
+    if moment.tzinfo is not None:
+        return epoch_millis(moment)
+    return int(time.mktime(moment.timetuple())) * 1000 + moment.microsecond // 1000
+
+
+def uuid_text(value: Any) -> str:
+    """A ``uuid`` value that is not a str: a ``uuid.UUID`` as fastavro writes it."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise _wrong("uuid", value)
+
+
 #: names the generated code uses
 _GLOBALS: Final[dict[str, Any]] = {
     "V": [bytes((z,)) for z in range(128)],  # one-byte varints
@@ -72,14 +93,17 @@ _GLOBALS: Final[dict[str, Any]] = {
     "LMIN": _LONG_MIN,
     "LMAX": _LONG_MAX,
     "datetime": datetime,
-    "epoch_millis": epoch_millis,
+    "timestamp_millis": timestamp_millis,
+    "uuid_text": uuid_text,
     "wrong": _wrong,
     "string_bytes": string_bytes,
     "SC": _STRING_CACHE,
     "SC_MAX": 1 << 16,
 }
-#: names the generated code uses for itself
-_RESERVED: Final = frozenset(("buf", "b", "n", "z", "header", "segments", "datum", *_GLOBALS))
+#: names the generated code uses for itself (and the builtins it calls)
+_RESERVED: Final = frozenset(
+    ("buf", "b", "n", "z", "header", "segments", "datum", *_GLOBALS, *dir(builtins))
+)
 _PRIMITIVES: Final = frozenset(("null", "boolean", "int", "long", "double", "string"))
 
 
@@ -170,11 +194,11 @@ class _Generator:
         if logical is not None:
             if kind == "long" and logical == "timestamp-millis":
                 self.line(ind, f"if isinstance({v}, datetime):")
-                self.line(ind + 1, f"{v} = epoch_millis({v})")
+                self.line(ind + 1, f"{v} = timestamp_millis({v})")
                 self.primitive("long", v, ind)
             elif kind == "string" and logical == "uuid":
                 self.line(ind, f"if type({v}) is not str:")  # a uuid.UUID, as fastavro takes
-                self.line(ind + 1, f"{v} = str({v})")
+                self.line(ind + 1, f"{v} = uuid_text({v})")
                 self.primitive("string", v, ind)
             else:
                 self.delegate(schema, v, ind, namespace)
@@ -261,12 +285,16 @@ class _Generator:
         return full.rpartition(".")[0]
 
     def reference(self, name: str, v: str, ind: int, namespace: str) -> None:
-        found = self.named.get(name) or self.named.get(f"{namespace}.{name}")
+        # a name without a dot is relative to the enclosing namespace (as fastavro reads
+        # it): "X" in namespace b is b.X, even when another namespace has an X too
+        full = name if "." in name or not namespace else f"{namespace}.{name}"
+        found = self.named.get(full) or self.named.get(name)
         if found is None:
             raise UnsupportedSchemaError(f"type {name!r}")
-        if name in self._expanding:
-            raise UnsupportedSchemaError(f"recursive type {name!r}")
-        self._expanding.append(name)
+        if full in self._expanding:  # a recursive type: no straight-line code for it
+            self.delegate(name, v, ind, namespace)
+            return
+        self._expanding.append(full)
         self.value(found[0], v, ind, found[1])
         self._expanding.pop()
 
@@ -318,7 +346,12 @@ def compile_split(
     clashing = [
         name
         for name in decided
-        if not name.isidentifier() or name in _RESERVED or re.fullmatch(r"[EfgI]\d+", name)
+        if (
+            not name.isidentifier()
+            or keyword.iskeyword(name)
+            or name in _RESERVED
+            or re.fullmatch(r"[EFfgI]\d+", name)
+        )
     ]
     if clashing:  # they become parameter names of the generated assemble()
         raise UnsupportedSchemaError(f"decided field names unusable as parameters: {clashing}")

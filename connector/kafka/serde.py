@@ -295,6 +295,14 @@ class RegistryAccess:
             settings.schema_registry_ssl_key_location,
         )
 
+    def __repr__(self) -> str:  # the URL may carry credentials in its user info
+        return (
+            f"RegistryAccess(url={_masked(self.url)!r}, username={self.username!r}, "
+            f"ca_location={self.ca_location!r}, "
+            f"certificate_location={self.certificate_location!r}, "
+            f"key_location={self.key_location!r})"
+        )
+
 
 def registry_client(access: RegistryAccess | str) -> SchemaRegistryClient:
     if isinstance(access, str):

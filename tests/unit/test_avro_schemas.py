@@ -12,6 +12,7 @@ import io
 import json
 import random
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -132,6 +133,7 @@ def test_the_current_schema_has_what_the_design_asks_for() -> None:
         "event_id", "change", "session_id", "user_id", "activity_id", "status",
         "previous_status", "score", "max_score", "subscores", "responses", "observed_at",
         "source", "extra_fields_json", "dt_started", "dt_completed", "dt_saved", "dt_updated",
+        "previous_score", "previous_max_score",
     } <= field_names(current)  # fmt: skip
     by_name = {field["name"]: field for field in current["fields"]}
     subscore = by_name["subscores"]["type"][1]["items"]
@@ -143,11 +145,27 @@ def test_the_current_schema_has_what_the_design_asks_for() -> None:
     assert {"response_id", "score", "max_score", "attempted", "dt_score_updated"} <= field_names(
         response
     )
-    assert by_name["change"]["type"]["symbols"] == ["created", "status_changed", "score_changed"]
-    assert by_name["observed_at"]["type"] == {"type": "long", "logicalType": "timestamp-millis"}
-    for nullable in ("previous_status", "score", "max_score", "responses", "dt_saved"):
+    change = by_name["change"]["type"]
+    assert change["symbols"] == ["created", "status_changed", "score_changed", "unknown"]
+    assert change["default"] == "unknown"  # a v1 reader maps a later kind to it
+    assert by_name["event_id"]["type"] == {"type": "string", "logicalType": "uuid"}
+    millis = {"type": "long", "logicalType": "timestamp-millis"}
+    assert by_name["observed_at"]["type"] == millis
+    for time in ("dt_started", "dt_completed", "dt_saved", "dt_updated"):  # typed, nullable
+        assert by_name[time]["type"] == ["null", millis] and by_name[time]["default"] is None
+    assert by_name["dt_updated"]["doc"].lower().count("event time") >= 1
+    score_updated = {f["name"]: f for f in response["fields"]}["dt_score_updated"]
+    assert score_updated["type"] == ["null", millis]
+    for nullable in (
+        "previous_status", "score", "max_score", "previous_score", "previous_max_score",
+        "responses", "dt_saved",
+    ):  # fmt: skip
         assert by_name[nullable]["type"][0] == "null" and by_name[nullable]["default"] is None
-    assert {"connector_name", "api_version"} <= field_names(by_name["source"]["type"])
+    for previous in ("previous_score", "previous_max_score"):
+        assert by_name[previous]["type"] == ["null", "double"]
+    source = {f["name"]: f for f in by_name["source"]["type"]["fields"]}
+    assert {"connector_name", "api_version", "connector_version", "lane", "backfill"} <= set(source)
+    assert source["lane"]["type"] == "string" and source["backfill"]["type"] == "boolean"
 
 
 # --- compatibility ---------------------------------------------------------------------------
@@ -220,10 +238,20 @@ def test_every_past_version_reads_and_is_read_by_every_later_one() -> None:
 def test_the_current_schema_round_trips_realistic_events() -> None:
     current = list(versions("session_score_changed").values())[-1]
     events = sample_events()
-    assert read_as(current, current, events) == [
-        {**event, "observed_at": datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)}
-        for event in events
-    ]
+    full, sparse = read_as(current, current, events)
+    # times are typed: timestamp-millis longs read back as aware datetimes, the id a UUID
+    assert full == {
+        **events[0],
+        "event_id": uuid.UUID(events[0]["event_id"]),
+        "dt_saved": datetime(2025, 1, 1, tzinfo=UTC),
+        "observed_at": datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+    }
+    assert sparse == {
+        **events[1],
+        "event_id": uuid.UUID(events[1]["event_id"]),
+        "observed_at": datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC),
+    }
+    assert events[0]["dt_saved"] == 1_735_689_600_000  # the event carries the millis
 
 
 # the checker itself must be able to fail: evolve v1 in allowed and forbidden ways
@@ -245,7 +273,15 @@ def _retype(name: str, new_type: Any) -> Any:
 
 
 def _drop_symbol(schema: dict[str, Any]) -> None:
-    next(f for f in schema["fields"] if f["name"] == "change")["type"]["symbols"].pop()
+    """A symbol v1 writes removed, and with it the default that would absorb it."""
+    enum = next(f for f in schema["fields"] if f["name"] == "change")["type"]
+    enum["symbols"].remove("score_changed")
+    del enum["default"]
+
+
+def _add_symbol(schema: dict[str, Any]) -> None:
+    enum = next(f for f in schema["fields"] if f["name"] == "change")["type"]
+    enum["symbols"].insert(3, "reopened")
 
 
 def _rename(schema: dict[str, Any]) -> None:
@@ -256,6 +292,18 @@ def test_allowed_evolution_passes_the_check() -> None:
     v1 = versions("session_score_changed")[1]
     added = {"name": "attempt", "type": ["null", "long"], "default": None, "doc": "."}
     assert_compatible(v1, evolved(_add_field(added)), sample_events())
+    assert_compatible(v1, evolved(_add_symbol), sample_events())
+
+
+def test_a_v1_reader_maps_a_change_kind_added_later_to_unknown() -> None:
+    """The enum's default: a later version may add a kind without breaking v1 readers."""
+    v1 = versions("session_score_changed")[1]
+    newer = evolved(_add_symbol)
+    event = {**sample_events()[0], "change": "reopened"}
+    (read,) = read_as(newer, v1, [event])
+    assert read["change"] == "unknown"
+    (same,) = read_as(newer, newer, [event])
+    assert same["change"] == "reopened"
 
 
 @pytest.mark.parametrize(

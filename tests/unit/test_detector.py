@@ -5,10 +5,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.changes import ChangeDetector, SessionEntry, SessionState, fingerprint
+from connector.changes import state as state_module
+from connector.changes.state import iter_encoded
 from connector.models import Change, ChangeKind, ScoreRecord
 
 STATUSES = ["Incomplete", "Completed", "Pending Scoring", "Something New"]
@@ -132,7 +135,13 @@ def test_interleaved_sessions_are_decided_independently(records: list[dict[str, 
         assert [(c.kind, c.previous_status) for c in changes] == expected_transitions(own)
         if own:
             last = own[-1]
-            assert result.updates[session] == SessionEntry(fingerprint(last, False), last["status"])
+            assert result.updates[session] == SessionEntry(
+                fingerprint(last, False),
+                last["status"],
+                -1,  # no dt_updated
+                None if last["score"] is None else float(last["score"]),
+                10.0,
+            )
 
 
 def test_state_is_not_touched_until_the_caller_applies_updates() -> None:
@@ -260,3 +269,107 @@ def test_updates_carry_the_records_updated_time() -> None:
     result = ChangeDetector().detect([record(score=1, dt_updated=T2), record("s2")], SessionState())
     assert result.updates["s1"].updated_ms == T2_MS
     assert result.updates["s2"].updated_ms == -1  # no time: unknown
+
+
+# --- previous scores: what the last published event of the session carried -----------------
+def expected_previous_scores(
+    records: list[dict[str, Any]],
+) -> list[tuple[float | None, float | None]]:
+    """The reference model: each change's previous scores are the last change's scores."""
+    out: list[tuple[float | None, float | None]] = []
+    published: dict[str, Any] | None = None
+    for rec in records:
+        if published is not None and fingerprint(rec, False) == fingerprint(published, False):
+            continue
+        if published is None:
+            out.append((None, None))
+        else:
+            score, top = published["score"], published["max_score"]
+            out.append((None if score is None else float(score), float(top)))
+        published = rec
+    return out
+
+
+@given(st.lists(SESSION_STATES, max_size=25))
+def test_each_change_carries_the_scores_of_the_last_published_one(
+    records: list[dict[str, Any]],
+) -> None:
+    """In one batch; across committed batches (the scores then come back from the state)
+    ``test_splitting_into_committed_batches_changes_nothing`` holds the changes equal,
+    previous scores included."""
+    changes = ChangeDetector().detect(records, SessionState()).changes
+    previous = [(c.previous_score, c.previous_max_score) for c in changes]
+    assert previous == expected_previous_scores(records)
+
+
+def test_created_has_no_previous_scores_and_a_change_has_the_last_ones() -> None:
+    state = SessionState()
+    (created,) = committed(ChangeDetector(), state, [record(score=3, max_score=10)])
+    assert (created.previous_score, created.previous_max_score) == (None, None)
+    (changed,) = committed(ChangeDetector(), state, [record(score=7, max_score=12)])
+    assert (changed.previous_score, changed.previous_max_score) == (3.0, 10.0)
+    (unscored,) = committed(ChangeDetector(), state, [record(score=None, max_score=None)])
+    assert (unscored.previous_score, unscored.previous_max_score) == (7.0, 12.0)
+    (again,) = ChangeDetector().detect([record(score=1)], state).changes
+    assert (again.previous_score, again.previous_max_score) == (None, None)  # it had none
+
+
+def test_a_repeat_does_not_move_the_previous_scores() -> None:
+    state = SessionState()
+    committed(ChangeDetector(), state, [record(score=3, dt_updated=T1)])
+    # the same state again, later: a repeat (only the time moves on)
+    assert committed(ChangeDetector(), state, [record(score=3.0, dt_updated=T2)]) == []
+    (changed,) = committed(ChangeDetector(), state, [record(score=4, dt_updated=T3)])
+    assert (changed.previous_score, changed.previous_max_score) == (3.0, 10.0)
+
+
+@pytest.mark.parametrize("way_in", ["restore_raw", "restore_entry"])
+def test_previous_scores_survive_the_state_topic(way_in: str) -> None:
+    """Committed, written as state entries, read back by a new instance: the next change
+    still names the scores of the last event published."""
+    before = SessionState()
+    committed(ChangeDetector(), before, [record("a", score=3, max_score=10), record("b")])
+    updates = {sid: before.get(sid) for sid in ("a", "b")}
+    restored = SessionState()
+    for key, value in iter_encoded(updates):
+        if way_in == "restore_raw":
+            restored.restore_raw(key, value)
+        else:
+            restored.restore_entry(*state_module.decode_entry(key, value))
+    a, b = ChangeDetector().detect([record("a", score=5), record("b", score=1)], restored).changes
+    assert (a.kind, a.previous_score, a.previous_max_score) == (ChangeKind.SCORE_CHANGED, 3.0, 10.0)
+    assert (b.kind, b.previous_score, b.previous_max_score) == (
+        ChangeKind.SCORE_CHANGED,
+        None,
+        10.0,
+    )
+
+
+# --- the id check: a session sharing another's in-memory key ----------------------------------
+@pytest.mark.parametrize("restore", [False, True])
+@pytest.mark.parametrize(
+    ("when", "otherwise"), [(T3, "a repeat"), (T1, "stale")], ids=["same-time", "older"]
+)
+def test_a_session_colliding_with_another_is_created_never_dropped(
+    monkeypatch: pytest.MonkeyPatch, restore: bool, when: str, otherwise: str
+) -> None:
+    """Two session ids forced to one ``SessionState`` key (a 64-bit hash() collision): the
+    second is unseen, so it is published as created; without the id check it would be
+    dropped as ``otherwise`` (the same content, so the same fingerprint; or older)."""
+    monkeypatch.setattr(state_module, "session_key", lambda session_id: 7)
+    state = SessionState()
+    first = record("first", status="Completed", score=5, dt_updated=T3)
+    if restore:  # the first came back from the state topic
+        (entry,) = ChangeDetector().detect([first], state).updates.items()
+        state.restore_raw(*state_module.encode_entry(*entry))
+    else:
+        committed(ChangeDetector(), state, [first])
+    assert state.get("first") is not None
+    second = {**first, "session_id": "second", "dt_updated": when}
+    assert fingerprint(second, False) == fingerprint(first, False)  # the id is not in it
+    result = ChangeDetector().detect([second], state)
+    assert [(c.kind, c.session_id) for c in result.changes] == [(ChangeKind.CREATED, "second")]
+    (change,) = result.changes
+    assert change.previous_fingerprint is None and change.previous_status is None
+    assert (change.previous_score, change.previous_max_score) == (None, None)
+    assert result.repeats == 0 and result.stale == 0, otherwise

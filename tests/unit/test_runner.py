@@ -3,7 +3,8 @@
 What matters here: the checkpoint (session states and lanes) moves only after a commit;
 an abortable failure aborts, rewinds the fetcher to the committed lanes and decides again
 against the committed state; a record the schema cannot carry becomes a counted dead
-letter; a finished slice leaves a tombstone.
+letter; a finished slice leaves a tombstone. Every event carries its CloudEvents headers;
+with a table topic, each event goes there too, keyed by its session.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from connector.catchup.lanes import TAIL_ID, TAIL_KEY, Lane, Step
 from connector.changes.prepare import PagePreparer
 from connector.checkpoint import CATCHUP_KEY, Checkpoint
 from connector.errors import AbortableError, InvalidRecordError
-from connector.models import Page
+from connector.models import ChangeKind, Page
 from connector.observability.health import Health
 from connector.observability.metrics import Metrics
 from connector.runner import Runner
@@ -60,6 +61,7 @@ class ScriptedFetcher:
 
 class RecordingProducer:
     transactional = True
+    max_message_bytes = 1_000_000
 
     def __init__(self, fail_commits: int = 0) -> None:
         self.open: list[tuple[str, bytes | None, bytes | None, Any]] = []
@@ -75,6 +77,12 @@ class RecordingProducer:
     def produce_many(self, topic: str, entries: Iterable[tuple[bytes, bytes | None]]) -> None:
         for key, value in entries:
             self.produce(topic, key, value)
+
+    def produce_with_headers(
+        self, topic: str, entries: Iterable[tuple[bytes, bytes | None, Any]]
+    ) -> None:
+        for key, value, headers in entries:
+            self.produce(topic, key, value, headers)
 
     def commit(self) -> None:
         if self.fail_commits:
@@ -103,6 +111,9 @@ class Body:
 
     def __init__(self, refuse_session: str | None = None) -> None:
         self.refuse_session = refuse_session
+        #: every assemble call's decided values (event_id, change, previous_status,
+        #: previous_score, previous_max_score: ``serde.DECIDED_FIELDS``)
+        self.decided: list[tuple[Any, ...]] = []
 
     def encode(self, fields: Mapping[str, Any]) -> tuple[bytes, ...]:
         if fields["session_id"] == self.refuse_session:
@@ -110,6 +121,8 @@ class Body:
         return (fields["session_id"].encode(),)
 
     def assemble(self, header: bytes, segments: tuple[bytes, ...], *decided: Any) -> bytes:
+        assert len(decided) == 5, decided
+        self.decided.append(decided)
         kind: str = decided[1]
         return header + segments[0] + b":" + kind.encode()
 
@@ -137,12 +150,14 @@ def run(
     pages: list[Fetched],
     producer: RecordingProducer,
     checkpoint: Checkpoint | None = None,
+    settings: Settings = SETTINGS,
+    body: Body | None = None,
 ) -> tuple[Runner, ScriptedFetcher, Metrics]:
     stop = threading.Event()
     fetcher = ScriptedFetcher(pages, stop)
     metrics = Metrics()
     runner = Runner(
-        SETTINGS,
+        settings,
         producer=producer,  # type: ignore[arg-type]
         encoder=Encoder(),  # type: ignore[arg-type]
         checkpoint=checkpoint if checkpoint is not None else Checkpoint(),
@@ -151,7 +166,7 @@ def run(
         metrics=metrics,
         health=Health(),
         stop=stop,
-        body=Body(),  # type: ignore[arg-type]
+        body=body or Body(),  # type: ignore[arg-type]
     )
     runner.run()
     return runner, fetcher, metrics
@@ -236,3 +251,71 @@ def test_state_is_applied_only_after_a_commit(fail_commits: int) -> None:
     a = documented_record(session_id="a", user_id="ua")
     run([page("t1", a)], producer, checkpoint)
     assert ("a" in checkpoint.sessions) is (fail_commits == 0)
+
+
+# --- what every event carries, and the table topic ----------------------------------------------
+Message = tuple[str, bytes | None, bytes | None, Any]
+
+
+def headers_of(message: Message) -> dict[str, bytes]:
+    headers = message[3]
+    assert isinstance(headers, list)
+    as_dict = dict(headers)
+    assert len(as_dict) == len(headers), "a header twice"
+    return as_dict
+
+
+def test_the_decided_fields_reach_the_body_in_order() -> None:
+    producer, body = RecordingProducer(), Body()
+    a1 = documented_record(session_id="a", user_id="ua", status="Incomplete", score=3)
+    a2 = documented_record(session_id="a", user_id="ua", status="Completed", score=5)
+    run([page("t1", a1), page("t2", a2)], producer, body=body)
+    (created_id, *created), (changed_id, *changed) = body.decided
+    assert created == [ChangeKind.CREATED, None, None, None]
+    assert changed == [ChangeKind.STATUS_CHANGED, "Incomplete", 3.0, 40.0]
+    assert created_id != changed_id
+
+
+def test_every_event_carries_cloudevents_headers() -> None:
+    producer, body = RecordingProducer(), Body()
+    a = documented_record(session_id="a", user_id="ua", dt_updated="2025-03-04T05:06:07.8Z")
+    b = documented_record(session_id="b", user_id="ub")
+    run([page("t1", a, b), page("t2", {**a, "score": 1})], producer, body=body)
+    events = [m for m in producer.committed if m[0] == SETTINGS.kafka_topic]
+    assert len(events) == 3
+    source = f"/learnosity-kafka-connector/{SETTINGS.connector_name}".encode()
+    for message, (event_id, kind, *_) in zip(events, body.decided, strict=True):
+        headers = headers_of(message)
+        assert headers["ce_id"] == event_id.encode()
+        assert headers["ce_type"] == f"learnosity.scores.session.{kind}".encode()
+        assert headers["ce_subject"] == (message[2] or b"").split(b":")[0]  # the session id
+        assert headers["ce_specversion"] == b"1.0"
+        assert headers["content-type"] == b"application/avro"
+        assert headers["ce_source"] == source
+    times = [headers_of(m).get("ce_time") for m in events]
+    assert times == [b"2025-03-04T05:06:07.800Z", None, b"2025-03-04T05:06:07.800Z"]
+
+
+def test_without_a_table_topic_only_the_events_topic_gets_events() -> None:
+    producer = RecordingProducer()
+    run([page("t1", documented_record(session_id="a", user_id="ua"))], producer)
+    assert SETTINGS.kafka_table_topic == ""
+    assert set(topics(producer.committed)) == {SETTINGS.kafka_topic, SETTINGS.state_topic}
+
+
+def test_the_table_topic_gets_each_event_keyed_by_session_in_the_same_transaction() -> None:
+    settings = SETTINGS.model_copy(update={"kafka_table_topic": "scores.table"})
+    producer = RecordingProducer(fail_commits=1)
+    a = documented_record(session_id="a", user_id="ua", score=1)
+    b = documented_record(session_id="b", user_id="ua", score=1)
+    pages = [page("t1", a, b), page("t1", a, b), page("t2", {**a, "score": 2})]
+    run(pages, producer, settings=settings)
+    assert producer.aborts == 1  # the first transaction's table messages went with it
+    events = [m for m in producer.committed if m[0] == SETTINGS.kafka_topic]
+    table = [m for m in producer.committed if m[0] == "scores.table"]
+    assert [m[1] for m in events] == [b"ua", b"ua", b"ua"]  # by user
+    assert [m[1] for m in table] == [b"a", b"b", b"a"]  # by session
+    assert [m[2] for m in table] == [m[2] for m in events]  # the same values
+    assert [headers_of(m) for m in table] == [headers_of(m) for m in events]
+    latest = {m[1]: m[2] for m in table}
+    assert latest == {b"a": b"a:score_changed", b"b": b"b:created"}

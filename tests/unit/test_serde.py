@@ -1,17 +1,18 @@
-"""Event encodings: single-object checked by an independent reader, registry path with a
-mock registry, the decoder for both, and the Change → event mapping."""
+"""Event encodings: single-object checked by an independent reader, registry path with an
+in-process registry, the decoder for both, and the Change → event mapping."""
 
 from __future__ import annotations
 
 import io
 import json
 import random
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry import RegisteredSchema, Schema, SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.utils import generate_many
@@ -38,6 +39,7 @@ from connector.kafka.serde import (
     value_schema,
 )
 from connector.models import Change, ChangeKind, EventSource, ScoreRecord
+from tests.support.fake_registry import FakeRegistry
 
 SOURCE = EventSource("learnosity-scores", "v2025.2.LTS", "0.1.0")
 OBSERVED = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
@@ -79,6 +81,27 @@ def event_of(record: dict[str, Any] = RECORD) -> dict[str, Any]:
     return change_to_event(change_of(record), OBSERVED, SOURCE)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the event's timestamp-millis fields (the responses' own is typed too)
+TIME_FIELDS = ("dt_started", "dt_completed", "dt_saved", "dt_updated", "observed_at")
+
+
+def typed(event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as an Avro reader returns it: times as aware datetimes, the id a UUID."""
+
+    def moment(ms: int | None) -> datetime | None:
+        return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+
+    out = {**event, "event_id": uuid.UUID(event["event_id"])}
+    for name in TIME_FIELDS:
+        out[name] = moment(event[name])
+    if event["responses"] is not None:
+        out["responses"] = [
+            {**r, "dt_score_updated": moment(r["dt_score_updated"])} for r in event["responses"]
+        ]
+    return out
+
+
 # --- the mapping -------------------------------------------------------------------------------
 def test_the_event_carries_every_modeled_field_and_keeps_the_rest() -> None:
     change = change_of(RECORD)
@@ -93,6 +116,8 @@ def test_the_event_carries_every_modeled_field_and_keeps_the_rest() -> None:
         "previous_status": None,
         "score": 39.0,
         "max_score": 40.0,
+        "previous_score": None,
+        "previous_max_score": None,
         "subscores": [
             {
                 "id": "subscore-1",
@@ -116,15 +141,17 @@ def test_the_event_carries_every_modeled_field_and_keeps_the_rest() -> None:
                 "extra_fields_json": '{"rubric":"x"}',
             }
         ],
-        "dt_started": "2025-03-04T05:00:00Z",
+        "dt_started": 1741064400000,  # 2025-03-04T05:00:00Z
         "dt_completed": None,
-        "dt_saved": "2025-03-04T05:06:00Z",
+        "dt_saved": 1741064760000,  # 2025-03-04T05:06:00Z
         "dt_updated": None,
         "observed_at": 1741064767890,
         "source": {
             "connector_name": "learnosity-scores",
             "api_version": "v2025.2.LTS",
             "connector_version": "0.1.0",
+            "lane": "tail",
+            "backfill": False,
         },
         "extra_fields_json": '{"a_field_added_later":{"nested":[1,2]}}',
     }
@@ -145,6 +172,7 @@ def test_a_status_change_names_the_previous_status() -> None:
     (change,) = detector.detect([RECORD], state).changes
     event = change_to_event(change, OBSERVED, SOURCE)
     assert (event["change"], event["previous_status"]) == ("status_changed", "Incomplete")
+    assert (event["previous_score"], event["previous_max_score"]) == (39.0, 40.0)
 
 
 # --- single-object encoding, checked independently ---------------------------------------------
@@ -181,16 +209,22 @@ def test_single_object_body_reads_back_with_the_schema_file() -> None:
     schema_file = Path(__file__).resolve().parents[2] / "avro" / "session_score_changed.v1.avsc"
     schema = parse_schema(json.loads(schema_file.read_text(encoding="utf-8")))
     decoded = schemaless_reader(io.BytesIO(data[10:]), schema, None)
-    assert decoded == {**event, "observed_at": OBSERVED}
+    assert isinstance(decoded, dict)
+    assert decoded == typed(event)
+    assert decoded["observed_at"] == OBSERVED
+    assert decoded["dt_started"] == datetime(2025, 3, 4, 5, 0, tzinfo=UTC)
 
 
 def test_the_decoder_reads_single_object_events() -> None:
     event = event_of()
     decoded = EventDecoder().decode(SingleObjectEncoder().encode(event))
-    assert decoded == {**event, "observed_at": OBSERVED}
-    assert (
-        json.loads(json.dumps(jsonable(decoded)))["observed_at"] == "2025-03-04T05:06:07.890+00:00"
-    )
+    assert decoded == typed(event)
+    as_json = json.loads(json.dumps(jsonable(decoded)))
+    assert as_json["observed_at"] == "2025-03-04T05:06:07.890+00:00"
+    assert as_json["dt_started"] == "2025-03-04T05:00:00.000+00:00"
+    assert as_json["dt_completed"] is None
+    assert as_json["event_id"] == event["event_id"]
+    assert as_json["subscores"] == event["subscores"]
 
 
 def test_the_decoder_knows_every_shipped_version() -> None:
@@ -230,6 +264,15 @@ def test_an_event_the_schema_cannot_hold_is_not_serializable() -> None:
 # --- validated records always encode -----------------------------------------------------------
 NUMBER = st.none() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False)
 TEXT = st.none() | st.text(max_size=10)
+#: the API's times: ISO 8601 of any precision and offset, or text that is not a time
+TIME = (
+    st.none()
+    | st.datetimes(timezones=st.none() | st.just(UTC)).map(lambda d: d.isoformat())
+    | st.datetimes(timezones=st.just(UTC)).map(
+        lambda d: d.isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+    | st.text(max_size=10)
+)
 ANY = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5) | st.just([1])
 
 
@@ -256,7 +299,7 @@ def record_strategy(noise: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str
             "score": NUMBER | noise,
             "max_score": NUMBER,
             "attempted": st.none() | st.booleans() | noise,
-            "dt_score_updated": TEXT,
+            "dt_score_updated": TIME,
             "unknown": ANY,
         },
     )
@@ -272,14 +315,28 @@ def record_strategy(noise: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str
             "max_score": NUMBER,
             "subscores": st.none() | st.lists(subscore, max_size=3) | noise,
             "responses": st.none() | st.lists(response, max_size=3) | noise,
-            "dt_saved": TEXT | noise,
-            "dt_updated": TEXT,
+            "dt_started": TIME,
+            "dt_saved": TIME | noise,
+            "dt_updated": TIME,
             "unknown": ANY,
         },
     )
 
 
 RECORDS = record_strategy(st.nothing()) | record_strategy(ANY)
+TIMED = ("dt_started", "dt_completed", "dt_saved", "dt_updated", "dt_score_updated")
+
+
+def events_of(record: dict[str, Any]) -> list[tuple[Change[ScoreRecord], dict[str, Any]]]:
+    """The changes of ``record`` with their events; a record whose time does not parse
+    has none (it is a dead letter: ``invalid_value`` naming the field)."""
+    out = []
+    for change in ChangeDetector(include_responses=True).detect([record], SessionState()).changes:
+        try:
+            out.append((change, change_to_event(change, OBSERVED, SOURCE)))
+        except InvalidRecordError as exc:
+            assert exc.reason == "invalid_value" and str(exc).startswith(TIMED), exc
+    return out
 
 
 @settings(max_examples=300)
@@ -289,14 +346,13 @@ def test_every_record_that_validates_serializes(record: dict[str, Any]) -> None:
     for _, error in result.invalid:
         assert error.reason in INVALID_REASONS
     encoder, decoder = SingleObjectEncoder(), EventDecoder()
-    for change in result.changes:
-        event = change_to_event(change, OBSERVED, SOURCE)
-        assert decoder.decode(encoder.encode(event))["event_id"] == change.event_id
+    for change, event in events_of(record):
+        assert decoder.decode(encoder.encode(event))["event_id"] == uuid.UUID(change.event_id)
 
 
-# --- the registry path, with confluent-kafka's in-process mock registry --------------------------
-def mock_registry() -> SchemaRegistryClient:
-    return SchemaRegistryClient.new_client({"url": "mock://serde-tests"})
+# --- the registry path, with a registry in this process (tests/support/fake_registry.py) ---------
+def mock_registry() -> FakeRegistry:
+    return FakeRegistry()
 
 
 def test_registry_encoding_is_confluent_wire_format_and_decodes() -> None:
@@ -309,7 +365,7 @@ def test_registry_encoding_is_confluent_wire_format_and_decodes() -> None:
     data = encoder.encode(event)
     assert data[0] == 0 and int.from_bytes(data[1:5], "big") == encoder.schema_id
     decoded = schemaless_reader(io.BytesIO(data[5:]), parse_schema(value_schema()), None)
-    assert decoded == {**event, "observed_at": OBSERVED}
+    assert decoded == typed(event)
     decoder = EventDecoder(client=client, topic="learnosity.sessions.scores")
     assert decoder.decode(data) == decoded
     assert decoder.decode(SingleObjectEncoder().encode(event)) == decoded  # both, one decoder
@@ -323,10 +379,11 @@ def test_registry_encoder_dead_letters_what_the_schema_cannot_hold() -> None:
     assert caught.value.reason == "not_serializable"
 
 
-class RefusingRegistry:
-    """Stands in for a registry client whose register call fails as given."""
+class RefusingRegistry(FakeRegistry):
+    """A registry (the subject new) whose register call fails as given."""
 
     def __init__(self, error: Exception) -> None:
+        super().__init__()
         self.error = error
 
     def register_schema(self, subject: str, schema: Any, normalize_schemas: bool = False) -> int:
@@ -347,7 +404,7 @@ def test_registration_failures_are_classified_with_a_clear_message(
     error: Exception, expected: type[Exception], says: str
 ) -> None:
     encoder = RegistryEncoder(mock_registry(), "scores")
-    encoder._client = RefusingRegistry(error)  # type: ignore[assignment]
+    encoder._client = RefusingRegistry(error)
     with pytest.raises(expected, match=says) as caught:
         encoder.register()
     assert "scores-value" in str(caught.value)
@@ -355,11 +412,16 @@ def test_registration_failures_are_classified_with_a_clear_message(
 
 def test_change_kinds_match_the_schema_enum() -> None:
     by_name = {field["name"]: field for field in value_schema()["fields"]}
-    assert by_name["change"]["type"]["symbols"] == [kind.value for kind in ChangeKind]
+    enum = by_name["change"]["type"]
+    # every kind the connector writes, then the default a v1 reader maps later kinds to
+    assert enum["symbols"] == [*(kind.value for kind in ChangeKind), "unknown"]
+    assert enum["default"] == "unknown"
+    assert "unknown" not in {kind.value for kind in ChangeKind}  # never written
 
 
-class FakeRegistry:
-    """A registry that has nothing registered and answers compatibility as told."""
+class AnsweringRegistry:
+    """A registry that does not hold our schema and answers compatibility as told; its
+    subject exists unless the answer is a 404."""
 
     def __init__(self, compatible: bool | Exception) -> None:
         self.compatible = compatible
@@ -368,14 +430,24 @@ class FakeRegistry:
     def lookup_schema(self, subject: str, schema: Any, *args: Any, **kwargs: Any) -> Any:
         raise SchemaRegistryError(404, 40403, "Schema not found")
 
-    def test_compatibility(self, subject: str, schema: Any, *args: Any, **kwargs: Any) -> bool:
+    def test_compatibility_all_versions(self, subject: str, schema: Any, **kwargs: Any) -> bool:
         if isinstance(self.compatible, Exception):
             raise self.compatible
         return self.compatible
 
+    def get_latest_version(self, subject: str, fmt: str | None = None) -> RegisteredSchema:
+        if isinstance(self.compatible, SchemaRegistryError):
+            raise self.compatible
+        schema = Schema(json.dumps(value_schema()), "AVRO")
+        return RegisteredSchema(schema_id=7, guid=None, schema=schema, subject=subject, version=1)
+
     def register_schema(self, *args: Any, **kwargs: Any) -> int:
         self.registered = True
         return 1
+
+    def set_compatibility(self, *args: Any, **kwargs: Any) -> str:
+        self.registered = True  # a change too: check must not make it
+        return "BACKWARD"
 
 
 @pytest.mark.parametrize(
@@ -387,7 +459,7 @@ class FakeRegistry:
 )
 def test_check_says_what_start_up_will_do(answer: bool | Exception, says: str) -> None:
     encoder = RegistryEncoder(mock_registry(), "scores")
-    fake = FakeRegistry(answer)
+    fake = AnsweringRegistry(answer)
     encoder._client = fake  # type: ignore[assignment]
     assert says in encoder.check()
     assert not fake.registered  # check is read-only
@@ -404,7 +476,7 @@ def test_check_says_what_start_up_will_do(answer: bool | Exception, says: str) -
 )
 def test_check_fails_clearly(answer: bool | Exception, expected: type[Exception]) -> None:
     encoder = RegistryEncoder(mock_registry(), "scores")
-    encoder._client = FakeRegistry(answer)  # type: ignore[assignment]
+    encoder._client = AnsweringRegistry(answer)  # type: ignore[assignment]
     with pytest.raises(expected, match="scores-value"):
         encoder.check()
 
@@ -412,7 +484,7 @@ def test_check_fails_clearly(answer: bool | Exception, expected: type[Exception]
 def test_check_finds_an_already_registered_schema() -> None:
     encoder = RegistryEncoder(mock_registry(), "scores")
     encoder.register()
-    assert "has this schema" in encoder.check()
+    assert f"holds this schema (id {encoder.schema_id})" in encoder.check()
     assert "single-object" in SingleObjectEncoder().check()
 
 
@@ -439,10 +511,8 @@ def fastavro_bytes(schema: dict[str, Any], datum: Any) -> bytes:
 @settings(max_examples=200)
 @given(RECORDS)
 def test_the_compiled_writer_matches_fastavro_on_events(record: dict[str, Any]) -> None:
-    compiled = compile_writer(value_schema())
-    result = ChangeDetector(include_responses=True).detect([record], SessionState())
-    for change in result.changes:
-        event = change_to_event(change, OBSERVED, SOURCE)
+    compiled = compile_writer(value_schema())  # v1 needs no fallback: all of it inline
+    for _, event in events_of(record):
         assert compiled(event) == fastavro_bytes(value_schema(), event)
 
 
@@ -463,7 +533,14 @@ def test_the_compiled_writer_matches_fastavro_on_random_data() -> None:
     [
         {"score": "39"},
         {"score": [1]},
+        {"previous_score": "39"},
+        {"previous_max_score": True},
         {"change": "vanished"},
+        {"event_id": None},
+        {"event_id": 5},
+        {"dt_updated": "2025-03-04T05:00:00Z"},  # a time must be parsed before encoding
+        {"dt_started": 1.5},
+        {"observed_at": None},
         {"session_id": None},
         {"session_id": 5},
         {"observed_at": 2**63},
@@ -474,7 +551,9 @@ def test_the_compiled_writer_matches_fastavro_on_random_data() -> None:
         {"subscores": ["x"]},
         {"subscores": "abc"},
         {"responses": [{"attempted": "yes"}]},
+        {"responses": [{"dt_score_updated": "yesterday"}]},
         {"source": {"connector_name": "x"}},
+        {"source": {**event_of()["source"], "backfill": "no"}},
     ],
 )
 def test_the_compiled_writer_refuses_wrong_values(change: dict[str, Any]) -> None:
@@ -519,7 +598,13 @@ def two_step_bytes(change: Change[ScoreRecord], header: bytes) -> bytes:
     segments = body.encode(fields)
     assert len(segments) == len(DECIDED_FIELDS) + 1
     return body.assemble(
-        header, segments, change.event_id, change.kind.value, change.previous_status
+        header,
+        segments,
+        change.event_id,
+        change.kind,  # a ChangeKind is its symbol, as the runner passes it
+        change.previous_status,
+        change.previous_score,
+        change.previous_max_score,
     )
 
 
@@ -527,21 +612,25 @@ def two_step_bytes(change: Change[ScoreRecord], header: bytes) -> bytes:
 @given(RECORDS)
 def test_the_two_step_body_is_byte_for_byte_fastavros_whole_event(record: dict[str, Any]) -> None:
     encoder = SingleObjectEncoder()
-    result = ChangeDetector(include_responses=True).detect([record], SessionState())
-    for change in result.changes:
-        event = change_to_event(change, OBSERVED, SOURCE)
+    for change, event in events_of(record):
         expected = encoder.header + fastavro_bytes(value_schema(), event)
         assert two_step_bytes(change, encoder.header) == expected
 
 
-def test_the_two_step_body_carries_a_previous_status() -> None:
+def test_the_two_step_body_carries_a_previous_status_and_scores() -> None:
     state = SessionState()
     first = change_of(RECORD)
-    state.apply({first.session_id: SessionEntry(first.fingerprint ^ 1, "Incomplete")})
+    previous = SessionEntry(first.fingerprint ^ 1, "Incomplete", -1, 12.5, 40.0)
+    state.apply({first.session_id: previous})
     (change,) = ChangeDetector(include_responses=True).detect([RECORD], state).changes
-    assert change.previous_status == "Incomplete"
+    assert (change.previous_status, change.previous_score, change.previous_max_score) == (
+        "Incomplete",
+        12.5,
+        40.0,
+    )
     decoded = EventDecoder().decode(two_step_bytes(change, SingleObjectEncoder().header))
-    assert decoded == {**change_to_event(change, OBSERVED, SOURCE), "observed_at": OBSERVED}
+    assert decoded == typed(change_to_event(change, OBSERVED, SOURCE))
+    assert (decoded["previous_score"], decoded["previous_max_score"]) == (12.5, 40.0)
 
 
 def test_the_registry_header_frames_the_same_body() -> None:
@@ -563,8 +652,19 @@ def test_a_body_the_schema_cannot_hold_is_not_serializable() -> None:
     with pytest.raises(InvalidRecordError) as caught:
         BodyEncoder().encode({**fields, "score": "39"})
     assert caught.value.reason == "not_serializable"
-    with pytest.raises(InvalidRecordError):
-        BodyEncoder().assemble(b"", BodyEncoder().encode(fields), "id", "vanished", None)
+    segments = BodyEncoder().encode(fields)
+    event_id = str(uuid.uuid4())
+    assert BodyEncoder().assemble(b"", segments, event_id, "created", None, None, None)
+    for decided in (
+        (event_id, "vanished", None, None, None),
+        (None, "created", None, None, None),
+        (event_id, "created", 5, None, None),
+        (event_id, "created", None, "high", None),
+        (event_id, "created", None, None),  # one missing
+    ):
+        with pytest.raises(InvalidRecordError) as caught:
+            BodyEncoder().assemble(b"", segments, *decided)
+        assert caught.value.reason == "not_serializable"
 
 
 def test_a_schema_whose_decided_fields_moved_is_refused() -> None:

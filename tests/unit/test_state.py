@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import struct
 import tracemalloc
 
 import pytest
@@ -17,11 +18,14 @@ from connector.changes import (
     encode_entry,
     is_session_key,
 )
-from connector.changes.state import iter_encoded
+from connector.changes import state as state_module
+from connector.changes.state import id_check, iter_encoded
 
 #: text that survives UTF-8 (JSON can carry lone surrogates; validation rejects them in ids)
 UTF8_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 FINGERPRINTS = st.integers(0, 2**64 - 1)
+#: "no score" in an entry: the quiet NaN's bits (real scores are finite)
+NO_SCORE = bytes.fromhex("7FF8000000000000")
 
 
 def test_the_entry_format_is_pinned() -> None:
@@ -32,9 +36,26 @@ def test_the_entry_format_is_pinned() -> None:
         b"\x02"
         + bytes.fromhex("0102030405060708")
         + (1_764_000_000_123).to_bytes(8, "big", signed=True)
+        + NO_SCORE
+        + NO_SCORE
         + b"Pending Scoring"
     )
     assert encode_entry("abc", None) == (b"s:abc", None)
+
+
+def test_the_entry_format_with_scores_is_pinned() -> None:
+    entry = SessionEntry(0x0102030405060708, "Completed", 1_764_000_000_123, 39.5, 40.0)
+    _, value = encode_entry("abc", entry)
+    assert value == (
+        b"\x02"
+        + bytes.fromhex("0102030405060708")
+        + (1_764_000_000_123).to_bytes(8, "big", signed=True)
+        + bytes.fromhex("4043C00000000000")  # 39.5, big-endian IEEE 754 double
+        + bytes.fromhex("4044000000000000")  # 40.0
+        + b"Completed"
+    )
+    assert struct.unpack(">d", value[17:25]) == (39.5,)
+    assert decode_entry(b"s:abc", value) == ("abc", entry)
 
 
 @given(UTF8_TEXT.filter(bool), FINGERPRINTS, UTF8_TEXT.filter(bool))
@@ -167,10 +188,12 @@ def test_the_v2_entry_format_is_pinned() -> None:
         b"\x02"
         + bytes.fromhex("0102030405060708")
         + bytes.fromhex("00000A0B0C0D0E0F")
+        + NO_SCORE
+        + NO_SCORE
         + b"Completed"
     )
-    assert encode_entry("abc", SessionEntry(1, None, -1))[1] == b"\x02" + bytes(7) + b"\x01" + (
-        b"\xff" * 8
+    assert encode_entry("abc", SessionEntry(1, None, -1))[1] == (
+        b"\x02" + bytes(7) + b"\x01" + b"\xff" * 8 + NO_SCORE + NO_SCORE
     )
 
 
@@ -232,3 +255,82 @@ def test_a_short_or_unknown_old_entry_is_refused_without_the_newer_version_hint(
     with pytest.raises(StateEntryError, match="unknown format") as caught:
         decode_entry(b"s:x", value)
     assert "reset" not in str(caught.value)
+
+
+# --- format 2: the published scores ----------------------------------------------------------
+SCORES = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(
+    st.text(min_size=1, max_size=20),
+    FINGERPRINTS,
+    st.none() | st.text(min_size=1, max_size=30),
+    st.integers(-1, 2**62),
+    SCORES,
+    SCORES,
+)
+def test_the_state_keeps_the_scores_through_every_way_in(
+    session_id: str,
+    fp: int,
+    status: str | None,
+    updated_ms: int,
+    score: float | None,
+    max_score: float | None,
+) -> None:
+    """apply, decode_entry + restore_entry and restore_raw all keep the published scores
+    (they become the next change's previous_score/previous_max_score)."""
+    entry = SessionEntry(fp, status, updated_ms, score, max_score)
+    key, value = encode_entry(session_id, entry)
+    assert decode_entry(key, value) == (session_id, entry)
+    applied, decoded, raw = SessionState(), SessionState(), SessionState()
+    applied.apply({session_id: entry})
+    decoded.restore_entry(*decode_entry(key, value))
+    raw.restore_raw(key, value)
+    raw.restore_raw(key, value)  # the second time through the status cache
+    assert applied.get(session_id) == decoded.get(session_id) == raw.get(session_id) == entry
+
+
+def test_a_score_of_zero_is_not_no_score() -> None:
+    state = SessionState()
+    state.apply({"s": SessionEntry(1, "Completed", 5, 0.0, -0.0)})
+    entry = state.get("s")
+    assert entry is not None and entry.score == 0.0 and entry.max_score == 0.0
+    assert entry.score is not None and entry.max_score is not None
+
+
+# --- the id check: a hash() collision publishes, never drops ----------------------------------
+def test_the_id_check_is_crc32_of_the_utf8_id() -> None:
+    assert id_check(b"abc") == 0x352441C2
+    assert id_check("é".encode()) != id_check(b"e")
+
+
+@pytest.fixture
+def colliding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every session id gets the same in-memory key, as a 64-bit hash() collision would."""
+    monkeypatch.setattr(state_module, "session_key", lambda session_id: 42)
+
+
+@pytest.mark.usefixtures("colliding")
+@pytest.mark.parametrize("way_in", ["apply", "restore_entry", "restore_raw"])
+def test_a_colliding_session_is_unseen_not_the_other_one(way_in: str) -> None:
+    state = SessionState()
+    entry = SessionEntry(7, "Completed", 1_000, 3.0, 4.0)
+    if way_in == "apply":
+        state.apply({"first": entry})
+    elif way_in == "restore_entry":
+        state.restore_entry(*decode_entry(*encode_entry("first", entry)))
+    else:
+        state.restore_raw(*encode_entry("first", entry))
+    assert state.get("first") == entry
+    assert state.get("second") is None  # same key, other id: nothing known about it
+    assert "second" not in state and "first" in state
+
+
+@pytest.mark.usefixtures("colliding")
+def test_sharing_a_slot_costs_extra_events_never_a_lost_one() -> None:
+    state = SessionState()
+    state.apply({"first": SessionEntry(7, "Completed", 1_000)})
+    state.apply({"second": SessionEntry(8, "Incomplete", 2_000)})
+    assert state.get("second") == SessionEntry(8, "Incomplete", 2_000)
+    assert state.get("first") is None  # forgotten: its next record is published as created
+    assert len(state) == 1
