@@ -59,7 +59,7 @@ def read_topic(
     where = f"Kafka at {servers_of(client_config)}"
     try:
         metadata = await_metadata(
-            consumer, watch, client_config, f"cannot read topic {topic!r}", timeout=30, topic=topic
+            consumer, watch, client_config, f"cannot read topic {topic!r}", topic=topic
         )
         if topic not in metadata.topics or metadata.topics[topic].error is not None:
             raise KafkaFatalError(f"topic {topic!r} does not exist in {where}")
