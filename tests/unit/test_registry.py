@@ -124,14 +124,17 @@ def test_the_registrys_own_refusal_names_the_subject() -> None:
     assert f"'{TOPIC}-value'" in one_line(caught.value) and "409" in str(caught.value)
 
 
-def test_a_subject_at_none_accepts_anything() -> None:
-    """The subject's own level decides (here NONE): the connector then sets its level."""
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (issue 13): the subject's own level decides the test, and at the "
+    "registry default NONE an unrelated schema passes and is registered as version 2",
+)
+def test_an_unrelated_schema_on_a_subject_at_none_is_refused() -> None:
     registry = incompatible_registry()
-    registry.set_compatibility(f"{TOPIC}-value", "NONE")
-    encoder = RegistryEncoder(registry, TOPIC)
-    encoder.register()
-    assert sorted(registry.get_versions(f"{TOPIC}-value")) == [1, 2]
-    assert registry.get_compatibility(f"{TOPIC}-value") == "BACKWARD_TRANSITIVE"
+    registry.set_compatibility(f"{TOPIC}-value", "NONE")  # as Apicurio's default is
+    with pytest.raises(SchemaIncompatibleError):
+        RegistryEncoder(registry, TOPIC).check()
+    assert sorted(registry.get_versions(f"{TOPIC}-value")) == [1]
 
 
 # --- auto-register off, use-latest --------------------------------------------------------------
