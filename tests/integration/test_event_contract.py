@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,6 +26,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from connector.kafka.reader import Received, read_topic
 from dev.registry import SchemaRegistry
 from tests.fixtures.pipeline import MakePipeline
+from tests.integration.test_commands import command
 from tests.support.connector_proc import free_port, wait_for
 from tests.support.pipeline import (
     Pipeline,
@@ -210,17 +208,6 @@ def test_single_object_events_and_the_table_topic(make_pipeline: MakePipeline) -
 
 
 # --- an incompatible schema on the subject ------------------------------------------------
-def command(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_an_incompatible_subject_stops_check_and_run(
     make_pipeline: MakePipeline, schema_registry: SchemaRegistry
 ) -> None:
