@@ -40,6 +40,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint as schema_fingerprint
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.utils import generate_many
 
 from connector import __version__
 from connector.changes.event import change_to_event, source_fields
@@ -364,6 +365,32 @@ def _masked(url: str) -> str:
     return re.sub(r"(?<=://)[^/@\s]*@", "***@", url)
 
 
+#: random data per direction that ``locally_compatible`` writes and reads back
+COMPATIBILITY_SAMPLES: Final = 25
+
+
+def locally_compatible(ours: Any, theirs: Any, level: str) -> bool:
+    """Whether ``ours`` may follow ``theirs`` at ``level``, by Avro schema resolution:
+    data written with one schema read with the other (``BACKWARD``: ours reads theirs;
+    ``FORWARD``: theirs reads ours; ``FULL``: both)."""
+    directions = []
+    if level.startswith(("BACKWARD", "FULL")):
+        directions.append((theirs, ours))
+    if level.startswith(("FORWARD", "FULL")):
+        directions.append((ours, theirs))
+    for writer, reader in directions:
+        try:
+            parsed_writer, parsed_reader = parse_schema(writer), parse_schema(reader)
+            for datum in generate_many(parsed_writer, COMPATIBILITY_SAMPLES):
+                buffer = io.BytesIO()
+                schemaless_writer(buffer, parsed_writer, datum)
+                buffer.seek(0)
+                schemaless_reader(buffer, parsed_writer, parsed_reader)
+        except Exception:  # noqa: BLE001 - any failure to resolve is an incompatibility
+            return False
+    return True
+
+
 def _schema_id(value: int | None) -> int:
     if value is None:
         raise RetriableError("the schema registry answered without a schema id")
@@ -459,7 +486,9 @@ class RegistryEncoder:
         )
 
     def _compatible(self) -> bool:
-        """True when the subject is new, holds the schema, or accepts it as a new version."""
+        """True when the subject is new, holds the schema, or accepts it as a new version
+        at the registry's level and at ours (``SCHEMA_REGISTRY_COMPATIBILITY``): a
+        registry's default level is often NONE, which accepts any unrelated schema."""
         try:
             self._client.lookup_schema(self.subject, self._schema)
             return True
@@ -467,11 +496,22 @@ class RegistryEncoder:
             if not _not_found(exc):
                 raise
         try:
-            return bool(self._client.test_compatibility_all_versions(self.subject, self._schema))
+            if not self._client.test_compatibility_all_versions(self.subject, self._schema):
+                return False
+            versions = self._client.get_versions(self.subject)
         except SchemaRegistryError as exc:
             if _not_found(exc):
                 return True  # a new subject: anything is compatible with nothing
             raise
+        if not self._compatibility.endswith("TRANSITIVE"):
+            versions = versions[-1:]
+        ours = json.loads(self._schema.schema_str or "null")
+        for version in versions:
+            registered = self._client.get_version(self.subject, version).schema
+            theirs = json.loads((registered.schema_str if registered else None) or "null")
+            if not locally_compatible(ours, theirs, self._compatibility):
+                return False
+        return True
 
     def _incompatible(self) -> SchemaIncompatibleError:
         return SchemaIncompatibleError(

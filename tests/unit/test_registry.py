@@ -19,6 +19,7 @@ from connector.kafka.serde import (
     RegistryEncoder,
     SchemaIncompatibleError,
     build_encoder,
+    locally_compatible,
     registry_client,
     value_schema,
 )
@@ -115,25 +116,24 @@ def test_an_incompatible_subject_is_refused_with_one_line_naming_subject_and_reg
     assert one_line(checked.value) == line
 
 
-def test_the_registrys_own_refusal_names_the_subject() -> None:
-    """The registry refuses at registration (the test said compatible): a 409, one line."""
+def test_the_registrys_own_refusal_names_the_subject(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry refuses at registration (the tests said compatible): a 409, one line."""
     registry = incompatible_registry()
     registry.test_compatibility_all_versions = lambda *a, **k: True  # type: ignore[method-assign]
+    monkeypatch.setattr("connector.kafka.serde.locally_compatible", lambda *a: True)
     with pytest.raises(SchemaIncompatibleError) as caught:
         RegistryEncoder(registry, TOPIC, url=URL).register()
     assert f"'{TOPIC}-value'" in one_line(caught.value) and "409" in str(caught.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 13): the subject's own level decides the test, and at the "
-    "registry default NONE an unrelated schema passes and is registered as version 2",
-)
 def test_an_unrelated_schema_on_a_subject_at_none_is_refused() -> None:
+    """The registry's level (NONE, Apicurio's default) accepts anything: the connector
+    also judges at its own level (SCHEMA_REGISTRY_COMPATIBILITY)."""
     registry = incompatible_registry()
     registry.set_compatibility(f"{TOPIC}-value", "NONE")  # as Apicurio's default is
-    with pytest.raises(SchemaIncompatibleError):
-        RegistryEncoder(registry, TOPIC).check()
+    for step in (RegistryEncoder(registry, TOPIC).check, RegistryEncoder(registry, TOPIC).register):
+        with pytest.raises(SchemaIncompatibleError):
+            step()
     assert sorted(registry.get_versions(f"{TOPIC}-value")) == [1]
 
 
@@ -353,3 +353,18 @@ def test_no_secret_in_the_settings_path_either(
     assert "***@registry.example" in str(caught.value) or build == "settings"
     assert PASSWORD not in repr(RegistryAccess.from_settings(settings))
     assert TOKEN not in repr(RegistryAccess(URL, bearer_token=TOKEN))
+
+
+def test_the_local_check_follows_the_configured_level() -> None:
+    """An added field with a default may follow at BACKWARD; one without may not; an
+    unrelated record never may; at NONE anything may."""
+    ours = value_schema()
+    added = {**ours, "fields": [*ours["fields"], {"name": "x", "type": "long", "default": 0}]}
+    required = {**ours, "fields": [*ours["fields"], {"name": "x", "type": "long"}]}
+    unrelated = {"type": "record", "name": "Other", "fields": [{"name": "a", "type": "int"}]}
+    assert locally_compatible(added, ours, "BACKWARD_TRANSITIVE")
+    assert locally_compatible(added, ours, "FULL")
+    assert not locally_compatible(required, ours, "BACKWARD")
+    assert locally_compatible(required, ours, "FORWARD")
+    assert not locally_compatible(unrelated, ours, "BACKWARD")
+    assert locally_compatible(unrelated, ours, "NONE")

@@ -441,6 +441,12 @@ class AnsweringRegistry:
         schema = Schema(json.dumps(value_schema()), "AVRO")
         return RegisteredSchema(schema_id=7, guid=None, schema=schema, subject=subject, version=1)
 
+    def get_versions(self, subject: str) -> list[int]:
+        return [1]
+
+    def get_version(self, subject: str, version: int) -> RegisteredSchema:
+        return self.get_latest_version(subject)  # our own schema: compatible at any level
+
     def register_schema(self, *args: Any, **kwargs: Any) -> int:
         self.registered = True
         return 1
