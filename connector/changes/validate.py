@@ -68,10 +68,11 @@ def invalid(message: str, reason: InvalidReason) -> InvalidRecordError:
 
 def validate(item: Any) -> ScoreRecord:
     """The validated view of ``item``, or ``InvalidRecordError`` naming the first problem."""
-    if isinstance(item, Unreadable):
-        raise invalid(item.message, item.reason)
-    if not isinstance(item, dict):
-        raise invalid(f"record is a JSON {_json_type(item)}, not an object", "not_an_object")
+    if type(item) is not dict:  # one check on the common path
+        if isinstance(item, Unreadable):
+            raise invalid(item.message, item.reason)
+        if not isinstance(item, dict):
+            raise invalid(f"record is a JSON {_json_type(item)}, not an object", "not_an_object")
     session_id, user_id, activity_id = (_required_id(item, name) for name in REQUIRED_IDS)
     status = item.get("status")
     if status is None or status == "":
