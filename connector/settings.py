@@ -377,6 +377,8 @@ class Settings(BaseSettings):
         for name, value in super().__repr_args__():
             if name == "librdkafka" and hidden:
                 yield name, {k: "**********" if v in hidden else v for k, v in value.items()}
+            elif name in ("learnosity_base_url", "schema_registry_url"):
+                yield name, mask_url(str(value))  # credentials in a URL stay out of reprs
             else:
                 yield name, value
 

@@ -134,6 +134,11 @@ def source(emulator_factory: Callable[..., Emulator]) -> Emulator:
     return emulator_factory(sessions=20)
 
 
+def url_of(emulator: Emulator) -> str:
+    assert emulator.url is not None, "the emulator is not serving"
+    return emulator.url
+
+
 def identity() -> dict[str, str]:
     name = f"fail-{uuid.uuid4().hex[:8]}"
     return {"CONNECTOR_NAME": name, "KAFKA_TOPIC": f"{name}.scores"}
@@ -361,7 +366,7 @@ def test_a_wrong_secret_or_registry_stops_run_before_anything_is_created(
 
 def test_missing_settings_are_all_listed_at_once(source: Emulator) -> None:
     env = {
-        "LEARNOSITY_BASE_URL": source.url,
+        "LEARNOSITY_BASE_URL": url_of(source),
         "KAFKA_TOPIC": "learnosity-scores.state",
         "LEARNOSITY_POLL_INTERVAL_SECONDS": "inf",
     }
@@ -390,7 +395,7 @@ def test_the_five_most_likely_mistakes_read_as_documented(
     endpoints); the lines are the ones docs/operations.md shows, with this machine's
     ports replaced by the usual ones."""
     good = {
-        "LEARNOSITY_BASE_URL": source.url,
+        "LEARNOSITY_BASE_URL": url_of(source),
         "LEARNOSITY_CONSUMER_KEY": source.consumer_key,
         "LEARNOSITY_CONSUMER_SECRET": source.consumer_secret,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
@@ -431,7 +436,7 @@ def test_the_five_most_likely_mistakes_read_as_documented(
     ]
     done = run_all({title: (env, args) for title, _shown, env, args in steps})
     ports = {
-        source.url.rsplit(":", 1)[1]: "8000",
+        url_of(source).rsplit(":", 1)[1]: "8000",
         kafka_broker.bootstrap_servers.rsplit(":", 1)[1]: "9092",
         wrong_port.rsplit(":", 1)[1]: "9093",
         no_registry.rsplit(":", 1)[1]: "8081",

@@ -473,6 +473,8 @@ def test_secrets_in_urls_and_tokens_are_registered_for_redaction(
     )
     settings = load_settings()
     assert "oauth-cfg-7" not in repr(settings)  # sasl.oauthbearer.config holds secrets
+    assert "url%22pass" not in repr(settings) and "tok-only-5" not in repr(settings)
+    assert "schema_registry_url='https://***@registry:8081'" in repr(settings)
     register_settings_secrets(settings)
     line = (
         'url-pass url"pass, encoded url%22pass; token bearer-tok-9; '
