@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 P = "learnosity_connector_"
 #: the only label names our metrics may carry: all of them take values from small fixed sets
-ALLOWED_LABELS = {"outcome", "reason", "change", "le", "version", "api_version"}
+ALLOWED_LABELS = {"outcome", "reason", "change", "le", "version", "api_version", "state"}
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -183,6 +183,8 @@ def test_metrics_count_what_was_produced_and_no_secret_leaks(
         s["user_id"] for s in emulator.sessions()
     }
     for family in text_string_to_metric_families(text):
+        if family.name.startswith(("process_", "python_")):
+            continue  # prometheus-client's standard process and platform collectors
         assert family.name.startswith(P), family.name
         for sample in family.samples:
             if family.type == "counter":
@@ -218,14 +220,11 @@ def test_readiness_follows_restore_first_poll_and_the_broker(
             seen.append((status, reason))
         return status, reason
 
-    # the Data API cannot answer while its lock is held: the first poll waits
+    # the Data API cannot answer while its lock is held: the start-up request waits
+    # (it comes before the state is restored, so the reason is the restore's)
     with pipeline.emulator.lock:
         connector = pipeline.connector()
-        wait_for(
-            lambda: probe()[1] == "waiting for the first Data API poll",
-            60,
-            "state restored, first poll pending",
-        )
+        wait_for(lambda: probe()[1] == "restoring state", 60, "start-up pending")
         assert connector.get("/healthz")[0] == 200
         assert connector.metric(P + "ready") == 0
     wait_for(lambda: probe()[0] == 200, 30, "/readyz to answer 200 after the first poll")
