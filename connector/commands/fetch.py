@@ -71,6 +71,14 @@ def run(args: argparse.Namespace) -> int:
         client.close()
 
 
+def record_line(record: object) -> str:
+    """One record as a JSON line; one the fast parser refused as the bytes it came in."""
+    source = getattr(record, "source", None)  # tolerant_json's Salvaged and Unreadable
+    if isinstance(source, bytes):
+        return source.decode("utf-8", "backslashreplace").replace("\n", " ")
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
 def _page_through(
     client: DataApiClient,
     lane: Lane,
@@ -103,7 +111,7 @@ def _page_through(
         lane = moved
         stalls = 0
         for record in page.records:
-            out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")))
+            out.write(record_line(record))
             out.write("\n")
         records += len(page.records)
         if page.is_empty:

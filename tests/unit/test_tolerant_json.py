@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from connector.commands.fetch import record_line
 from connector.tolerant_json import (
     MAX_DEPTH,
     Salvaged,
@@ -173,3 +174,12 @@ def test_dumps_at_any_depth() -> None:
     text = dumps(value)
     assert text.startswith('{"a": [{"a": [') and text.count("leaf") == 1
     assert deeper_than(value, 10_000) is False and deeper_than(value, 9_999) is True
+
+
+def test_fetch_prints_a_record_the_fast_parser_refused_as_its_bytes() -> None:
+    """``learnosity-connector fetch`` writes every record as one line, even a bad one."""
+    salvaged = Salvaged({"score": float("nan")}, b'{"score": NaN}')
+    assert record_line(salvaged) == '{"score": NaN}'
+    unreadable = Unreadable(b'{"a": "\xff"}', "invalid_json", "not UTF-8")
+    assert record_line(unreadable) == '{"a": "\\xff"}'
+    assert record_line({"a": "é"}) == '{"a":"é"}'
