@@ -537,6 +537,7 @@ class RegistryEncoder:
         """Whether start-up registration would succeed, without registering anything."""
 
         def look() -> str:
+            self._require_registry()
             if not self._auto_register:
                 return f"subject {self.subject!r} holds the schema (id {self._registered_id()})"
             if not self._compatible():
@@ -556,7 +557,25 @@ class RegistryEncoder:
             return f"subject {self.subject!r}: the schema is compatible; registered at start"
 
         result: str = self._call("check the schema of", look)
-        return result
+        return f"{result}{self._where}"
+
+    def _require_registry(self) -> None:
+        """A real registry lists its subjects; any server answers 404 to a lookup."""
+        try:
+            subjects = self._client.get_subjects()
+        except SchemaRegistryError as exc:
+            if exc.http_status_code in (404, 405) or exc.error_code == -1:
+                raise SchemaIncompatibleError(
+                    f"the server{self._where} does not answer as a schema registry "
+                    f"(listing subjects: HTTP {exc.http_status_code}): check "
+                    "SCHEMA_REGISTRY_URL (Apicurio's: <base>/apis/ccompat/v7)"
+                ) from exc
+            raise
+        if not isinstance(subjects, list):
+            raise SchemaIncompatibleError(
+                f"the server{self._where} does not answer as a schema registry "
+                "(its subject list is not a list): check SCHEMA_REGISTRY_URL"
+            )
 
     @property
     def header(self) -> bytes:

@@ -364,6 +364,23 @@ def test_a_wrong_secret_or_registry_stops_run_before_anything_is_created(
         assert not created_by(env) & existing, name
 
 
+def test_check_fails_a_server_that_is_not_a_registry(
+    source: Emulator, kafka_broker: KafkaBroker, not_a_registry: str
+) -> None:
+    """``check`` said "OK schema registry: subject ... is new" for any server answering 404."""
+    env = {
+        **source.env(),
+        **identity(),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "SCHEMA_REGISTRY_URL": not_a_registry,
+    }
+    done = run_all({"check": (env, ("check",))})["check"]
+    assert done.code == 1, done.out + done.err
+    registry = [line for line in done.out.splitlines() if "schema registry" in line]
+    assert len(registry) == 1 and registry[0].startswith("FAIL"), done.out
+    assert not_a_registry in registry[0] and "does not answer as a schema registry" in registry[0]
+
+
 def test_missing_settings_are_all_listed_at_once(source: Emulator) -> None:
     env = {
         "LEARNOSITY_BASE_URL": url_of(source),

@@ -444,6 +444,9 @@ class AnsweringRegistry:
     def get_versions(self, subject: str) -> list[int]:
         return [1]
 
+    def get_subjects(self) -> list[str]:
+        return ["scores-value"]  # a real registry answers
+
     def get_version(self, subject: str, version: int) -> RegisteredSchema:
         return self.get_latest_version(subject)  # our own schema: compatible at any level
 
@@ -454,6 +457,18 @@ class AnsweringRegistry:
     def set_compatibility(self, *args: Any, **kwargs: Any) -> str:
         self.registered = True  # a change too: check must not make it
         return "BACKWARD"
+
+
+def test_a_server_that_is_not_a_registry_fails_the_check() -> None:
+    """Any web server answers 404 to a schema lookup; only a registry lists subjects."""
+    fake = AnsweringRegistry(SchemaRegistryError(404, 40401, "Subject not found"))
+    fake.get_subjects = lambda: (_ for _ in ()).throw(  # type: ignore[method-assign]
+        SchemaRegistryError(404, -1, "Not Found")
+    )
+    encoder = RegistryEncoder(mock_registry(), "scores", url="http://127.0.0.1:9/nothing")
+    encoder._client = fake  # type: ignore[assignment]
+    with pytest.raises(SchemaIncompatibleError, match="does not answer as a schema registry"):
+        encoder.check()
 
 
 @pytest.mark.parametrize(
