@@ -115,9 +115,8 @@ class Checkpoint:
     def __init__(self) -> None:
         self.sessions = SessionState()
         self.lanes: dict[str, Lane] = {}
-        #: damaged session entries skipped at restore (``status`` lists a few)
-        self.unreadable = 0
-        self.unreadable_examples: list[str] = []
+        #: session entries refused at restore, by key (the latest entry of a key decides)
+        self._refused: dict[bytes, StateEntryError] = {}
         #: the finished slices' ids and last versions (a late older version is ignored)
         self._done: dict[str, int] = {}
         self.slices_done = 0
@@ -148,22 +147,34 @@ class Checkpoint:
                 lane = Lane.decode(key, value)
                 self.lanes[lane.id] = lane
         else:
+            self._refused.pop(key, None)  # a later entry replaces a refused one
             try:
                 self.sessions.restore_raw(key, value)
-            except NewerStateFormatError:
-                raise
             except StateEntryError as exc:
-                self._unreadable(key, exc)
+                self._refused[key] = exc
+                with contextlib.suppress(StateEntryError):  # forget what came before
+                    session_id, _entry = decode_entry(key, None)
+                    self.sessions.restore_entry(session_id, None)
 
-    def _unreadable(self, key: bytes, error: StateEntryError) -> None:
-        """A damaged session entry (or one not ours): that session is forgotten, so its
-        next record is published as ``created`` (an extra event, never a lost one)."""
-        with contextlib.suppress(StateEntryError):
-            session_id, _entry = decode_entry(key, None)
-            self.sessions.restore_entry(session_id, None)
-        self.unreadable += 1
-        if len(self.unreadable_examples) < MAX_EXAMPLES:
-            self.unreadable_examples.append(str(error)[:200])
+    def verify(self) -> None:
+        """After the last entry: refuse a state holding entries of a newer format.
+
+        Only entries still current count: a later entry (a tombstone of ``reset
+        --forget-state``) replaces a refused one, as compaction will."""
+        for error in self._refused.values():
+            if isinstance(error, NewerStateFormatError):
+                raise error
+
+    @property
+    def unreadable(self) -> int:
+        """Damaged or foreign session entries skipped: those sessions are forgotten, so
+        their next record is published as ``created`` (an extra event, never a lost one)."""
+        return sum(1 for e in self._refused.values() if not isinstance(e, NewerStateFormatError))
+
+    @property
+    def unreadable_examples(self) -> list[str]:
+        damaged = (e for e in self._refused.values() if not isinstance(e, NewerStateFormatError))
+        return [str(error)[:200] for error, _ in zip(damaged, range(MAX_EXAMPLES), strict=False)]
 
     @property
     def tail(self) -> Lane | None:

@@ -79,6 +79,7 @@ def restore_state(settings: Settings) -> tuple[Checkpoint, int]:
     """The committed checkpoint, read back from the state topic; and the entries read."""
     checkpoint = Checkpoint()
     count = read_compacted(settings.kafka_client_config(), settings.state_topic, checkpoint.restore)
+    checkpoint.verify()
     return checkpoint, count
 
 

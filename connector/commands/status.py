@@ -63,6 +63,7 @@ def summarize(settings: Settings) -> dict[str, Any]:
     entries = read_compacted(
         settings.kafka_client_config(), settings.state_topic, checkpoint.restore
     )
+    checkpoint.verify()
     tail = checkpoint.tail
     position = checkpoint.position() if not checkpoint.slices else None
     catchup = checkpoint.catchup()
@@ -76,6 +77,8 @@ def summarize(settings: Settings) -> dict[str, Any]:
         "position": _iso(position),
         "lag_seconds": round(time.time() - position, 1) if position else None,
         "sessions_tracked": len(checkpoint.sessions),
+        "unreadable_entries": checkpoint.unreadable,
+        "unreadable_examples": checkpoint.unreadable_examples,
         "last_commit": checkpoint.last_commit.get("at") or None,
         "last_commit_by_version": checkpoint.last_commit.get("by") or None,
         "slices_pending": catchup.slices_pending,

@@ -277,5 +277,17 @@ def test_a_damaged_session_entry_is_skipped_and_its_session_forgotten() -> None:
 
 def test_an_entry_of_a_newer_format_is_refused_with_a_remedy() -> None:
     checkpoint = Checkpoint()
+    checkpoint.restore(b"s:a", b"\x07" + bytes(40))
     with pytest.raises(NewerStateFormatError, match="reset"):
-        checkpoint.restore(b"s:a", b"\x07" + bytes(40))
+        checkpoint.verify()
+
+
+def test_a_refused_entry_replaced_by_a_later_one_no_longer_counts() -> None:
+    """``reset --forget-state`` tombstones it; compaction would drop the old one."""
+    checkpoint = Checkpoint()
+    checkpoint.restore(b"s:a", b"\x07" + bytes(40))
+    checkpoint.restore(b"s:b", b"\x02short")
+    checkpoint.restore(b"s:a", None)
+    checkpoint.restore(*encode_entry("b", SessionEntry(2, "Completed", 5)))
+    checkpoint.verify()
+    assert checkpoint.unreadable == 0 and "b" in checkpoint.sessions
