@@ -107,7 +107,11 @@ def run(args: argparse.Namespace) -> int:
         )
     slices = summary.pop("slices")
     for key, value in summary.items():
-        shown = (", ".join(value) or "none running") if isinstance(value, list) else value
+        if isinstance(value, list):
+            empty = "none running" if key == "running_instances" else None
+            shown = ", ".join(value) or empty
+        else:
+            shown = value
         print(f"{key.replace('_', ' '):>24}: {'-' if shown is None else shown}")
     for entry in slices[:SHOWN_SLICES]:
         print(
