@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from connector.errors import KafkaFatalError, RetriableError
 from connector.kafka.clients import (
@@ -77,9 +77,7 @@ def read_compacted(
         # The end is the high watermark as we start, or the first EOF. A writer that
         # commits all the time (``status`` beside a running connector) may never let
         # the consumer see an EOF: the last record is often a transaction marker.
-        ends = {
-            tp.partition: consumer.get_watermark_offsets(tp, timeout=timeout)[1] for tp in assigned
-        }
+        ends = {tp.partition: _high_watermark(consumer, tp, timeout) for tp in assigned}
         pending = {p for p, end in ends.items() if end > 0}
         count = 0
         deadline = time.monotonic() + timeout
@@ -106,3 +104,21 @@ def read_compacted(
         raise failure(client_config, watch, f"reading {topic!r}", error=exc.args[0]) from exc
     finally:
         consumer.close()
+
+
+#: pause between asks for a high watermark while the partition has no leader yet
+WATERMARK_RETRY_SECONDS = 0.2
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, timeout: float) -> int:
+    """The partition's high watermark; a topic created a moment ago may not have its
+    leader yet (NOT_LEADER_FOR_PARTITION and kin are retriable): ask again until then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(partition, timeout=timeout)[1])
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not error.retriable() or time.monotonic() > deadline:
+                raise
+        time.sleep(WATERMARK_RETRY_SECONDS)

@@ -305,6 +305,15 @@ def fastavro_bytes(schema: dict[str, Any], datum: Any) -> bytes:
     return buffer.getvalue()
 
 
+def fastavro_bytes_or_none(schema: dict[str, Any], datum: Any) -> bytes | None:
+    """fastavro's bytes, or None where fastavro itself refuses the datum (its union
+    validation raises for a decimal that another decimal branch cannot hold)."""
+    try:
+        return fastavro_bytes(schema, datum)
+    except ValueError:
+        return None
+
+
 def decidable(schema: dict[str, Any]) -> list[str]:
     """Top-level fields that may be decided (their names become parameters)."""
     return [f["name"] for f in schema["fields"] if f["name"].startswith("fld_")]
@@ -325,7 +334,12 @@ def test_the_generated_writer_is_fastavro_byte_for_byte(data: st.DataObject) -> 
     namespace = schema.get("namespace", "")
     writer = compile_writer(schema, fastavro_fallback(schema))
     for datum in data.draw(st.lists(data_for(schema, names, namespace), min_size=1, max_size=3)):
-        assert writer(datum) == fastavro_bytes(schema, datum)
+        expected = fastavro_bytes_or_none(schema, datum)
+        if expected is None:  # fastavro refuses it (a union of decimals it cannot tell
+            with pytest.raises(Exception):  # noqa: B017 - apart): so must we
+                writer(datum)
+            continue
+        assert writer(datum) == expected
 
 
 @WRITER_SETTINGS
@@ -342,10 +356,15 @@ def test_split_and_assemble_is_fastavro_byte_for_byte(data: st.DataObject) -> No
     segments, assemble = compile_split(schema, decided, fastavro_fallback(schema))
     header = data.draw(st.binary(max_size=10), label="header")
     for datum in data.draw(st.lists(data_for(schema, names, namespace), min_size=1, max_size=3)):
+        expected = fastavro_bytes_or_none(schema, datum)
+        values = [datum.get(name) for name in decided]  # absent only when default null
+        if expected is None:  # fastavro refuses it: so must one of the two steps
+            with pytest.raises(Exception):  # noqa: B017
+                assemble(header, segments(datum), *values)
+            continue
         parts = segments(datum)
         assert len(parts) == len(decided) + 1
-        values = [datum.get(name) for name in decided]  # absent only when default null
-        assert assemble(header, parts, *values) == header + fastavro_bytes(schema, datum)
+        assert assemble(header, parts, *values) == header + expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
