@@ -122,9 +122,18 @@ def first_request(settings: Settings, stop: threading.Event) -> None:
 
 def check_brokers(settings: Settings) -> None:
     """The brokers answer with these credentials and this TLS configuration, and a state
-    topic that exists is compacted: before anything is created (waits are bounded)."""
+    topic that exists has one partition and is compacted: before anything is created
+    (waits are bounded)."""
     found = describe_topics(settings.kafka_client_config(), [settings.state_topic])
     info = found.get(settings.state_topic)
+    if info is not None and info.partitions != 1:
+        # the lanes and the session entries are one ordered log: across partitions a
+        # restore could read a stale entry after a newer one
+        raise FatalError(
+            f"state topic {settings.state_topic!r} at Kafka {settings.kafka_bootstrap_servers} "
+            f"has {info.partitions} partitions; it must have exactly 1 (its entries are read "
+            "back in order): recreate it with one partition, or choose another CONNECTOR_NAME"
+        )
     if info is not None and not info.compacted:
         raise FatalError(
             f"state topic {settings.state_topic!r} at Kafka {settings.kafka_bootstrap_servers} "

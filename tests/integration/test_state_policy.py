@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.fixtures.pipeline import MakePipeline
 from tests.integration.test_commands import command, status
@@ -62,3 +63,19 @@ def test_a_state_no_start_can_read_is_reported_and_recovered(make_pipeline: Make
     third.wait_ready()
     pipeline.converge()
     assert third.alive() and third.terminate() == 0, pipeline.logs()
+
+
+def test_a_state_topic_of_the_wrong_layout_is_refused_before_anything_is_done(
+    make_pipeline: MakePipeline,
+) -> None:
+    """A state topic with 3 partitions was accepted silently; a deleting one too."""
+    pipeline = make_pipeline(sessions=10)
+    state = pipeline.env["CONNECTOR_NAME"] + ".state"
+    admin = AdminClient(dict[str, str | int | float | bool](pipeline.kafka_config))
+    for future in admin.create_topics([NewTopic(state, 3, 1)]).values():
+        future.result(30)
+    done = command(pipeline.env, "run")
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "has 3 partitions; it must have exactly 1" in last, done.stderr
+    assert pipeline.topic not in admin.list_topics(timeout=30).topics  # nothing created
