@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from connector.changes.fingerprint import SUBSCORE_FIELDS as FINGERPRINTED_SUBSCORE_FIELDS
@@ -43,6 +43,7 @@ RESPONSE_FIELDS: Final = frozenset(
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
 
 
 def epoch_millis(moment: datetime) -> int:
@@ -52,8 +53,7 @@ def epoch_millis(moment: datetime) -> int:
     """
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return (moment - _EPOCH) // _MILLISECOND  # floor, in C: exact for any time
 
 
 #: the lane of events read by the live tail (a slice's is ``slice:<id>``)
@@ -132,8 +132,16 @@ def record_fields(
     }
 
 
-def _subscore(subscore: Mapping[str, Any]) -> dict[str, Any]:
+def _subscore(subscore: Mapping[str, Any]) -> Mapping[str, Any]:
     get = subscore.get
+    if (
+        SUBSCORE_FIELDS.issuperset(subscore)
+        and type(get("num_questions")) is not float
+        and type(get("num_attempted")) is not float
+    ):
+        # already what the writer takes (validated; ints are written as doubles where
+        # the schema says double; absent fields read as null): no copy, the usual case
+        return subscore
     return {
         "id": get("id"),
         "title": get("title"),
