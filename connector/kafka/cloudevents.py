@@ -54,6 +54,7 @@ class CloudEventHeaders:
 
 
 def rfc3339_millis(ms: int) -> str:
-    """``2026-11-30T23:21:21.123Z`` for ms since the epoch."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    """``2026-11-30T23:21:21.123Z`` for ms since the epoch (isoformat is C; strftime
+    took half of an event's header cost)."""
+    seconds, millis = divmod(ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).isoformat()[:19] + f".{millis:03d}Z"
