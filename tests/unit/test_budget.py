@@ -16,7 +16,8 @@ from connector.learnosity.budget import RequestBudget
 from tests.support.clock import TIMEOUT, FakeClock, until_waiting
 
 
-def budget_on(clock: FakeClock, rate: float, burst: float | None = None) -> RequestBudget:
+def budget_on(clock: FakeClock, rate: float, burst: float | None = 1.0) -> RequestBudget:
+    """A budget on the fake clock; one token of burst unless told (None: the default)."""
     return RequestBudget(rate, burst, clock=clock, sleep=clock.sleep)
 
 
@@ -27,6 +28,18 @@ def test_starts_are_spaced_by_the_rate_after_one_token() -> None:
     assert waits[0] == 0.0
     assert waits[1:] == pytest.approx([0.1] * 4, abs=1e-6)
     assert clock() == pytest.approx(0.4, abs=1e-6)
+
+
+def test_the_default_burst_makes_up_for_a_late_start_within_the_window() -> None:
+    """A thread woken late (the GIL, a busy core) loses no budget: at 190/s the default
+    burst saves 38 starts, and the 5-s window still holds at most 950."""
+    clock = FakeClock()
+    budget = budget_on(clock, 190, burst=None)
+    assert budget.burst == pytest.approx(38)
+    assert [budget.acquire() for _ in range(38)] == [0.0] * 38  # saved up: at once
+    assert budget.acquire() > 0.0  # then the rate
+    clock.advance(0.1)  # a caller late by 19 intervals: they are made up at once
+    assert [budget.acquire() for _ in range(19)] == pytest.approx([0.0] * 19, abs=1e-6)
 
 
 def test_a_burst_then_the_rate() -> None:
@@ -52,7 +65,7 @@ def test_idle_time_refills_but_not_past_the_burst() -> None:
 
 def test_64_threads_never_start_more_than_5_times_the_rate_in_any_5_s() -> None:
     clock = FakeClock()
-    budget = budget_on(clock, 190)
+    budget = budget_on(clock, 190, burst=None)  # the default burst: the window holds
     starts: list[float] = []
     lock = threading.Lock()
 
@@ -164,7 +177,7 @@ def test_stop_interrupts_every_waiter_at_once() -> None:
 def test_stop_already_set_does_not_prevent_a_request_that_need_not_wait() -> None:
     stop = threading.Event()
     stop.set()
-    budget = RequestBudget(10)
+    budget = RequestBudget(10, burst=1)
     assert budget.acquire(stop=stop) == 0.0
     with pytest.raises(ShutdownRequested):
         budget.acquire(stop=stop)
