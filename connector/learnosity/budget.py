@@ -12,8 +12,8 @@ burst of one token would lose that time for good (measured: 135 requests/s of a 
 budget at 150 ms latency). A window of the last ``WINDOW_SECONDS`` keeps the starts in
 it to 95 % of ``WINDOW_SECONDS * rate`` (902 at 190/s): requests reach the server a
 little after their start, bunched, and the server's count in any 5 s must stay within
-``5 * rate`` (950, under the key's quota of 1000 per 5 s). Times are counted in whole nanoseconds, the interval rounded up, so
-float rounding cannot squeeze in one more.
+``5 * rate`` (950, under the key's quota of 1000 per 5 s). Times are counted in whole
+nanoseconds, the interval rounded up, so float rounding cannot squeeze in one more.
 
 Callers wait in one queue, ``priority`` ones (the live tail) ahead of the others, first
 come first served within each class. Only the head of the queue waits for the clock
