@@ -183,29 +183,12 @@ class EventProducer:
         self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None]]
     ) -> int:
         """``produce`` for many (key, value) pairs without headers; returns how many."""
-        if self._fatal_error is not None or self._delivery_error is not None:
-            self._raise_latched()
-        if self.transactional and not self._in_transaction:
-            self.begin()
-        produce, poll = self._producer.produce, self._producer.poll
-        count = 0
-        for key, value in messages:
-            while True:
-                try:
-                    produce(topic, value, key)
-                    break
-                except BufferError:
-                    poll(0.1)
-                except KafkaException as exc:
-                    raise self._classify(exc, "produce") from exc
-            count += 1
-            if count % POLL_EVERY == 0:
-                poll(0)
-        self._raise_latched()
-        return count
+        return self.produce_with_headers(topic, ((key, value, None) for key, value in messages))
 
     def produce_with_headers(
-        self, topic: str, messages: Iterable[tuple[bytes | None, bytes | None, HeaderList]]
+        self,
+        topic: str,
+        messages: Iterable[tuple[bytes | None, bytes | None, HeaderList | None]],
     ) -> int:
         """``produce`` for many (key, value, headers) triples; returns how many."""
         if self._fatal_error is not None or self._delivery_error is not None:
