@@ -132,16 +132,8 @@ def record_fields(
     }
 
 
-def _subscore(subscore: Mapping[str, Any]) -> Mapping[str, Any]:
+def _subscore(subscore: Mapping[str, Any]) -> dict[str, Any]:
     get = subscore.get
-    if (
-        SUBSCORE_FIELDS.issuperset(subscore)
-        and type(get("num_questions")) is not float
-        and type(get("num_attempted")) is not float
-    ):
-        # already what the writer takes (validated; ints are written as doubles where
-        # the schema says double; absent fields read as null): no copy, the usual case
-        return subscore
     return {
         "id": get("id"),
         "title": get("title"),
