@@ -108,17 +108,28 @@ def read_compacted(
 
 #: pause between asks for a high watermark while the partition has no leader yet
 WATERMARK_RETRY_SECONDS = 0.2
+#: what a partition answers before its leader is elected
+LEADER_PENDING = frozenset(
+    (
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_PARTITION,
+    )
+)
 
 
 def _high_watermark(consumer: Consumer, partition: TopicPartition, timeout: float) -> int:
     """The partition's high watermark; a topic created a moment ago may not have its
-    leader yet (NOT_LEADER_FOR_PARTITION and kin are retriable): ask again until then."""
+    leader yet (NOT_LEADER_FOR_PARTITION, which librdkafka does not flag retriable
+    here): ask again, within ``timeout``, until it has."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return int(consumer.get_watermark_offsets(partition, timeout=timeout)[1])
         except KafkaException as exc:
             error = exc.args[0]
-            if not error.retriable() or time.monotonic() > deadline:
+            waiting = error.retriable() or error.code() in LEADER_PENDING
+            if error.fatal() or not waiting or time.monotonic() > deadline:
                 raise
         time.sleep(WATERMARK_RETRY_SECONDS)
