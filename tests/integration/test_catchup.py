@@ -14,18 +14,15 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from connector.emulator.faults import FaultConfig
 from connector.emulator.requestlog import read_request_log
-from connector.emulator.service import Emulator, EmulatorConfig
-from connector.emulator.workload import WorkloadConfig
-from dev.kafka_broker import KafkaBroker
 from tests.support.connector_proc import ConnectorProcess, wait_for
-from tests.support.pipeline import Pipeline, assert_stream_is_clean, pipeline_env
+from tests.support.pipeline import Pipeline, assert_stream_is_clean
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +32,9 @@ MakePipeline = Callable[..., Pipeline]
 
 
 @pytest.fixture
-def make(kafka_broker: KafkaBroker, tmp_path: Path) -> Iterator[MakePipeline]:
-    """A pipeline whose emulator has the given latency, quota, clock and request log."""
-    made: list[Pipeline] = []
+def make(make_pipeline: MakePipeline) -> MakePipeline:
+    """A pipeline sliced at once (8 workers, slices past 30 s), whose emulator has the
+    given latency, quota, clock and request log."""
 
     def start(
         sessions: int = 2000,
@@ -46,28 +43,18 @@ def make(kafka_broker: KafkaBroker, tmp_path: Path) -> Iterator[MakePipeline]:
         clock: Callable[[], float] | None = None,
         request_log: Path | None = None,
     ) -> Pipeline:
-        config = EmulatorConfig(
-            workload=WorkloadConfig(seed=5, users=80, activities=6, sessions=sessions),
-            ticking=False,
+        return make_pipeline(
+            sessions,
+            80,
+            FaultConfig(latency_ms=latency_ms),
+            5,
+            env={"LEARNOSITY_MAX_CONCURRENCY": "8", "LEARNOSITY_CATCHUP_LAG_SECONDS": "30"},
             rate_limit=rate_limit,
-            faults=FaultConfig(latency_ms=latency_ms),
-            request_log_path=str(request_log) if request_log else None,
+            clock=clock,
+            request_log=request_log,
         )
-        emulator = (Emulator(config, clock=clock) if clock else Emulator(config)).start()
-        env = {
-            **pipeline_env(emulator, kafka_broker.bootstrap_servers),
-            "LEARNOSITY_MAX_CONCURRENCY": "8",
-            "LEARNOSITY_CATCHUP_LAG_SECONDS": "30",
-        }
-        kafka_config = {k: str(v) for k, v in kafka_broker.client_config().items()}
-        pipeline = Pipeline(emulator, kafka_config, env, tmp_path)
-        made.append(pipeline)
-        return pipeline
 
-    yield start
-    for pipeline in made:
-        pipeline.stop_all()
-        pipeline.emulator.stop()
+    return start
 
 
 def metric(connector: ConnectorProcess, name: str) -> float:
